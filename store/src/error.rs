@@ -1,0 +1,143 @@
+//! The one error type of the `store` crate.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::id::ObjectId;
+use crate::object::ObjectKind;
+
+/// Everything that can go wrong in the store. Fields are structured so that callers can
+/// match on them; the `Display` text names what was wrong and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call on `path` failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory the call was about.
+        path: PathBuf,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// Bytes that should hold an encoded value do not.
+    #[error("cannot decode {what}: {reason}")]
+    Decode {
+        /// The kind of value being decoded ("dirtree", "commit", ...).
+        what: &'static str,
+        /// What was wrong with the bytes.
+        reason: String,
+    },
+    /// An object was written by a newer version of the format than this build reads.
+    #[error("{what} uses format version {found}, newer than this build reads ({supported}): upgrade `update`")]
+    NewerFormat {
+        /// What was being read.
+        what: &'static str,
+        /// The version found.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+    /// A value given by the user or found in a tree breaks a rule of the format.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was invalid (a name, a path, a mode, ...), including the value where useful.
+        what: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+    /// An object the store needs is not there.
+    #[error("{kind} object {id} is missing from the repository")]
+    MissingObject {
+        /// Its kind.
+        kind: ObjectKind,
+        /// Its id.
+        id: ObjectId,
+    },
+    /// An object's bytes do not hash to its id, or do not decode.
+    #[error("{kind} object {id} is corrupt: {reason}")]
+    Corrupt {
+        /// Its kind.
+        kind: ObjectKind,
+        /// Its id.
+        id: ObjectId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A branch name does not exist.
+    #[error("ref '{0}' not found")]
+    RefNotFound(String),
+    /// A revision argument names nothing.
+    #[error("'{0}' is neither a branch nor the id or unique id prefix of a commit in this repository")]
+    UnknownRev(String),
+    /// A revision prefix names more than one commit.
+    #[error("'{rev}' is ambiguous: it is a prefix of {count} commit ids")]
+    AmbiguousRev {
+        /// The prefix given.
+        rev: String,
+        /// How many commits it matches.
+        count: usize,
+    },
+    /// A file in a source tree is of a type the store does not hold.
+    #[error("{}: {kind} cannot be committed (only regular files, symlinks and directories are kept)", path.display())]
+    UnsupportedFileType {
+        /// Where it is, inside the source.
+        path: PathBuf,
+        /// "device node", "FIFO", "socket", ...
+        kind: &'static str,
+    },
+    /// A repository is not what the operation needs.
+    #[error("repository {}: {reason}", path.display())]
+    Repo {
+        /// Where the repository is.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key or signature problem.
+    #[error("{0}")]
+    Signature(String),
+    /// Checking out a tree would write outside its destination or over something.
+    #[error("checkout refused at {}: {reason}", path.display())]
+    Checkout {
+        /// The path in the tree.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach the path an I/O error is about.
+pub trait IoResultExt<T> {
+    /// Turn an `io::Error` into [`Error::Io`] naming `path`.
+    fn at_path(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T, E: Into<io::Error>> IoResultExt<T> for std::result::Result<T, E> {
+    fn at_path(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source: e.into(),
+        })
+    }
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Decode`].
+    pub fn decode(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Decode {
+            what,
+            reason: reason.into(),
+        }
+    }
+}

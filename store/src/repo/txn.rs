@@ -1,0 +1,380 @@
+//! Writing objects. A [`Transaction`] stages new objects in its own directory under
+//! `tmp/` without per-object fsync; [`Transaction::commit`] makes them durable with one
+//! `syncfs`, renames them into `objects/`, and fsyncs the fan-out directories. Only after
+//! that may a ref name them. Dropping a transaction without committing removes its staging
+//! directory. Many threads may write through one transaction at once.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+
+use super::objects::object_name;
+use super::{Repo, RepoLock, RepoMode};
+use crate::durable;
+use crate::error::{IoResultExt, Result};
+use crate::id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId};
+use crate::object::{Commit, DirMeta, DirTree, FileHasher, FileHeader, ObjectKind};
+
+const TXN_PREFIX: &str = "txn-";
+const TXN_LOCK: &str = "lock";
+const COPY_BUF: usize = 256 * 1024;
+
+/// A batch of objects being added to a repository.
+#[must_use = "a transaction is rolled back unless commit() is called"]
+pub struct Transaction<'r> {
+    repo: &'r Repo,
+    name: String,
+    staging: OwnedFd,
+    _txn_lock: OwnedFd,
+    _repo_lock: RepoLock,
+    staged: Mutex<HashSet<(ObjectKind, ObjectId)>>,
+    committed: bool,
+}
+
+impl Repo {
+    /// Start adding objects. Holds the repository lock shared until the transaction ends,
+    /// and clears out staging directories left by crashed writers.
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        let repo_lock = self.lock_shared()?;
+        let tmp_path = self.path().join("tmp");
+        let tmp = durable::mkdir_all_at(self.dir(), "tmp".as_ref(), &tmp_path)?;
+        self.clean_stale_staging(&tmp)?;
+        let name = durable::temp_name(TXN_PREFIX);
+        let shown = tmp_path.join(&name);
+        rustix::fs::mkdirat(&tmp, name.as_str(), Mode::from_raw_mode(0o700)).at_path(&shown)?;
+        let staging = durable::open_dir_at(tmp.as_fd(), &name).at_path(&shown)?;
+        let lock = rustix::fs::openat(
+            &staging,
+            TXN_LOCK,
+            OFlags::RDONLY | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .at_path(shown.join(TXN_LOCK))?;
+        rustix::fs::flock(&lock, FlockOperation::LockExclusive).at_path(shown.join(TXN_LOCK))?;
+        Ok(Transaction {
+            repo: self,
+            name,
+            staging,
+            _txn_lock: lock,
+            _repo_lock: repo_lock,
+            staged: Mutex::new(HashSet::new()),
+            committed: false,
+        })
+    }
+
+    /// Remove staging directories whose writer is gone (their lock file is not held).
+    fn clean_stale_staging(&self, tmp: &OwnedFd) -> Result<()> {
+        let shown = self.path().join("tmp");
+        for entry in rustix::fs::Dir::read_from(tmp).at_path(&shown)? {
+            let entry = entry.at_path(&shown)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(TXN_PREFIX) {
+                continue;
+            }
+            let lock_rel = format!("{name}/{TXN_LOCK}");
+            let stale = match rustix::fs::openat(tmp, lock_rel.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+                Ok(fd) => rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok(),
+                // A writer creates its lock right after its directory; an hour without one
+                // means it died in between.
+                Err(Errno::NOENT) => rustix::fs::statat(tmp, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| now_secs().saturating_sub(st.st_mtime as u64) > 3600)
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
+            if stale {
+                durable::remove_tree_at(tmp.as_fd(), &name).at_path(shown.join(&name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Transaction<'_> {
+    /// The repository being written.
+    pub fn repo(&self) -> &Repo {
+        self.repo
+    }
+
+    fn staging_path(&self) -> PathBuf {
+        self.repo.path().join("tmp").join(&self.name)
+    }
+
+    fn staged_name(kind: ObjectKind, mode: RepoMode, id: &ObjectId) -> String {
+        let (a, b) = object_name(kind, mode, id);
+        format!("{a}{b}")
+    }
+
+    /// Whether an object is already in the repository or staged here.
+    pub fn has_object(&self, kind: ObjectKind, id: &ObjectId) -> Result<bool> {
+        if self.staged.lock().expect("poisoned").contains(&(kind, *id)) {
+            return Ok(true);
+        }
+        self.repo.has_object(kind, id)
+    }
+
+    /// Give a finished temp file its final staged name, or drop it if the object exists.
+    fn stage(&self, tmp: &str, kind: ObjectKind, id: ObjectId) -> Result<()> {
+        let present = self.repo.has_object(kind, &id)?;
+        let newly = !present && self.staged.lock().expect("poisoned").insert((kind, id));
+        if newly {
+            let name = Self::staged_name(kind, self.repo.mode(), &id);
+            rustix::fs::renameat(&self.staging, tmp, &self.staging, name.as_str())
+                .at_path(self.staging_path().join(&name))?;
+        } else {
+            rustix::fs::unlinkat(&self.staging, tmp, AtFlags::empty())
+                .at_path(self.staging_path().join(tmp))?;
+        }
+        Ok(())
+    }
+
+    fn create_temp(&self, mode: u32) -> Result<(String, File)> {
+        let tmp = durable::temp_name("w");
+        let fd = rustix::fs::openat(
+            &self.staging,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .at_path(self.staging_path().join(&tmp))?;
+        Ok((tmp, File::from(fd)))
+    }
+
+    fn write_metadata(&self, kind: ObjectKind, bytes: &[u8]) -> Result<ObjectId> {
+        let id = ObjectId::of(bytes);
+        if self.has_object(kind, &id)? {
+            return Ok(id);
+        }
+        let (tmp, mut f) = self.create_temp(0o644)?;
+        f.write_all(bytes).at_path(self.staging_path().join(&tmp))?;
+        drop(f);
+        self.stage(&tmp, kind, id)?;
+        Ok(id)
+    }
+
+    /// Add a dirtree.
+    pub fn write_dirtree(&self, tree: &DirTree) -> Result<DirTreeId> {
+        self.write_metadata(ObjectKind::DirTree, &tree.encode()).map(DirTreeId)
+    }
+
+    /// Add a dirmeta.
+    pub fn write_dirmeta(&self, meta: &DirMeta) -> Result<DirMetaId> {
+        self.write_metadata(ObjectKind::DirMeta, &meta.encode()).map(DirMetaId)
+    }
+
+    /// Add a commit.
+    pub fn write_commit(&self, commit: &Commit) -> Result<CommitId> {
+        commit.validate()?;
+        self.write_metadata(ObjectKind::Commit, &commit.encode()).map(CommitId)
+    }
+
+    /// Add a file object, reading its content from `content` exactly once: it is hashed
+    /// and stored (bare: copied; archive: zstd-compressed) in the same pass. Exactly
+    /// `header.size` bytes must come out of `content`; a source that is shorter or longer
+    /// (a file changed while being committed) is refused.
+    pub fn write_file(&self, header: &FileHeader, content: &mut dyn Read) -> Result<FileId> {
+        header.validate()?;
+        if header.is_symlink() {
+            return self.write_symlink(header);
+        }
+        let mut hasher = FileHasher::new(header);
+        let mode = self.repo.mode();
+        let (tmp, file) = self.create_temp(0o600)?;
+        let shown = self.staging_path().join(&tmp);
+        let result = (|| -> Result<File> {
+            match mode {
+                RepoMode::Bare => {
+                    let mut file = file;
+                    copy_exact(content, header.size, &mut hasher, &mut file).at_path(&shown)?;
+                    Ok(file)
+                }
+                RepoMode::Archive => {
+                    let hbytes = header.encode();
+                    let mut out = io::BufWriter::with_capacity(COPY_BUF, file);
+                    out.write_all(&u32::try_from(hbytes.len()).expect("bounded").to_le_bytes())
+                        .at_path(&shown)?;
+                    out.write_all(&hbytes).at_path(&shown)?;
+                    let level = self.repo.config().core.compression_level;
+                    let mut enc = zstd::stream::write::Encoder::new(out, level).at_path(&shown)?;
+                    enc.include_checksum(false).at_path(&shown)?;
+                    enc.set_pledged_src_size(Some(header.size)).at_path(&shown)?;
+                    copy_exact(content, header.size, &mut hasher, &mut enc).at_path(&shown)?;
+                    let out = enc.finish().at_path(&shown)?;
+                    out.into_inner().map_err(|e| e.into_error()).at_path(&shown)
+                }
+            }
+        })();
+        let file = match result {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&self.staging, tmp.as_str(), AtFlags::empty());
+                return Err(e);
+            }
+        };
+        let id = hasher.finish();
+        if mode == RepoMode::Bare {
+            apply_metadata(&file, header).at_path(&shown)?;
+        }
+        drop(file);
+        self.stage(&tmp, ObjectKind::File, id.0)?;
+        Ok(id)
+    }
+
+    fn write_symlink(&self, header: &FileHeader) -> Result<FileId> {
+        let id = FileHasher::new(header).finish();
+        if self.has_object(ObjectKind::File, &id.0)? {
+            return Ok(id);
+        }
+        let tmp = durable::temp_name("w");
+        let shown = self.staging_path().join(&tmp);
+        match self.repo.mode() {
+            RepoMode::Bare => {
+                rustix::fs::symlinkat(header.symlink_target.as_slice(), &self.staging, tmp.as_str())
+                    .at_path(&shown)?;
+                let owner = (header.uid, header.gid);
+                if owner != (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()) {
+                    rustix::fs::chownat(
+                        &self.staging,
+                        tmp.as_str(),
+                        Some(rustix::fs::Uid::from_raw(header.uid)),
+                        Some(rustix::fs::Gid::from_raw(header.gid)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .at_path(&shown)?;
+                }
+                for (name, value) in header.xattrs.iter() {
+                    rustix::fs::lsetxattr(&shown, name, value, rustix::fs::XattrFlags::empty())
+                        .at_path(&shown)?;
+                }
+            }
+            RepoMode::Archive => {
+                let (t, mut f) = self.create_temp(0o644)?;
+                let hbytes = header.encode();
+                f.write_all(&u32::try_from(hbytes.len()).expect("bounded").to_le_bytes())
+                    .at_path(&shown)?;
+                f.write_all(&hbytes).at_path(&shown)?;
+                drop(f);
+                self.stage(&t, ObjectKind::File, id.0)?;
+                return Ok(id);
+            }
+        }
+        self.stage(&tmp, ObjectKind::File, id.0)?;
+        Ok(id)
+    }
+
+    /// Make every staged object durable and visible in `objects/`. After this returns,
+    /// refs may name them.
+    pub fn commit(mut self) -> Result<()> {
+        let staged = std::mem::take(&mut *self.staged.lock().expect("poisoned"));
+        if !staged.is_empty() {
+            // One syncfs makes all staged content durable before any becomes visible.
+            rustix::fs::syncfs(&self.staging).at_path(self.staging_path())?;
+            let mode = self.repo.mode();
+            let mut touched = BTreeSet::new();
+            let mut fanouts: std::collections::HashMap<String, OwnedFd> = Default::default();
+            for (kind, id) in &staged {
+                let (dir, name) = object_name(*kind, mode, id);
+                let src = format!("{dir}{name}");
+                if !fanouts.contains_key(&dir) {
+                    let shown = self.repo.path().join("objects").join(&dir);
+                    let fd = durable::mkdir_all_at(self.repo.objects_dir(), dir.as_ref(), &shown)?;
+                    fanouts.insert(dir.clone(), fd);
+                }
+                let dst = &fanouts[&dir];
+                match rustix::fs::renameat_with(&self.staging, src.as_str(), dst, name.as_str(), RenameFlags::NOREPLACE) {
+                    Ok(()) => {}
+                    // Added meanwhile by another writer: same id, same content.
+                    Err(Errno::EXIST) => {
+                        let _ = rustix::fs::unlinkat(&self.staging, src.as_str(), AtFlags::empty());
+                    }
+                    Err(e) => return Err(e).at_path(self.repo.path().join("objects").join(&dir).join(&name)),
+                }
+                touched.insert(dir);
+            }
+            for dir in &touched {
+                rustix::fs::fsync(&fanouts[dir]).at_path(self.repo.path().join("objects").join(dir))?;
+            }
+            rustix::fs::fsync(self.repo.objects_dir()).at_path(self.repo.path().join("objects"))?;
+        }
+        self.committed = true;
+        self.remove_staging();
+        Ok(())
+    }
+
+    fn remove_staging(&self) {
+        if let Ok(tmp) = durable::open_dir_at(self.repo.dir(), "tmp") {
+            let _ = durable::remove_tree_at(tmp.as_fd(), &self.name);
+        }
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.remove_staging();
+        }
+    }
+}
+
+/// Copy exactly `size` bytes from `src` to `dst`, hashing them; refuse a source that
+/// ends early or has more.
+fn copy_exact(
+    src: &mut dyn Read,
+    size: u64,
+    hasher: &mut FileHasher,
+    dst: &mut dyn Write,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; COPY_BUF.min(size as usize + 1).max(1)];
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = src.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("source ended {left} bytes early (file changed while being read?)"),
+            ));
+        }
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    if src.read(&mut buf[..1])? != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("source has more than the {size} bytes expected (file changed while being read?)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Give a bare object its final owner, mode and xattrs. The owner goes first: chown
+/// clears setuid/setgid bits.
+fn apply_metadata(file: &File, header: &FileHeader) -> io::Result<()> {
+    let fd = file.as_fd();
+    let st = rustix::fs::fstat(fd)?;
+    if (st.st_uid, st.st_gid) != (header.uid, header.gid) {
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(header.uid)),
+            Some(rustix::fs::Gid::from_raw(header.gid)),
+        )?;
+    }
+    for (name, value) in header.xattrs.iter() {
+        let name = std::ffi::CString::new(name).expect("validated: no NUL");
+        rustix::fs::fsetxattr(fd, &name, value, rustix::fs::XattrFlags::empty())?;
+    }
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(header.mode & crate::object::PERM_MASK))?;
+    Ok(())
+}
