@@ -92,7 +92,10 @@ pub(crate) fn remove_tree_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Res
         return rustix::fs::unlinkat(dir, name, AtFlags::empty());
     }
     // Iterative, so a deep hostile tree cannot overflow the stack.
-    let mut stack: Vec<(OwnedFd, CString)> = vec![(open_dir_at(dir, name)?, CString::new(name).unwrap_or_default())];
+    let mut stack: Vec<(OwnedFd, CString)> = vec![(
+        open_dir_at(dir, name)?,
+        CString::new(name).unwrap_or_default(),
+    )];
     while let Some((fd, _)) = stack.last() {
         let mut subdir = None;
         for entry in rustix::fs::Dir::read_from(fd)? {
@@ -116,7 +119,12 @@ pub(crate) fn remove_tree_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Res
             }
         }
         if let Some(n) = subdir {
-            let child = rustix::fs::openat(fd, n.as_c_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+            let child = rustix::fs::openat(
+                fd,
+                n.as_c_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
             stack.push((child, n));
         } else {
             let (_, own) = stack.pop().expect("non-empty");

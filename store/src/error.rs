@@ -67,7 +67,9 @@ pub enum Error {
     #[error("ref '{0}' not found")]
     RefNotFound(String),
     /// A revision argument names nothing.
-    #[error("'{0}' is neither a branch nor the id or unique id prefix of a commit in this repository")]
+    #[error(
+        "'{0}' is neither a branch nor the id or unique id prefix of a commit in this repository"
+    )]
     UnknownRev(String),
     /// A revision prefix names more than one commit.
     #[error("'{rev}' is ambiguous: it is a prefix of {count} commit ids")]
@@ -96,12 +98,58 @@ pub enum Error {
     /// A key or signature problem.
     #[error("{0}")]
     Signature(String),
+    /// A key file or key text is unusable (bad base64, wrong length, a secret key where a
+    /// public one belongs, a weak key).
+    #[error("bad key {what}: {reason}")]
+    BadKey {
+        /// Which key (a path, "line 3 of PATH", ...).
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Verification was required and the commit carries no signature at all.
+    #[error("commit {commit} is unsigned")]
+    Unsigned {
+        /// The commit.
+        commit: crate::id::CommitId,
+    },
+    /// The commit has signatures, but none is a valid one by a trusted key.
+    #[error("commit {commit} has no trusted signature ({untrusted} valid by untrusted keys, {invalid} invalid)")]
+    NoTrustedSignature {
+        /// The commit.
+        commit: crate::id::CommitId,
+        /// Valid signatures by keys not in the trusted set.
+        untrusted: usize,
+        /// Signatures that do not verify over this commit.
+        invalid: usize,
+    },
     /// Checking out a tree would write outside its destination or over something.
     #[error("checkout refused at {}: {reason}", path.display())]
     Checkout {
         /// The path in the tree.
         path: PathBuf,
         /// Why.
+        reason: String,
+    },
+    /// A tree is deeper or larger than a walk allows: a broken or hostile tree (such as a
+    /// dirtree that names the same subtree over and over).
+    #[error("tree {tree} exceeds the {what} limit of {limit}")]
+    TreeLimit {
+        /// The dirtree the walk started from.
+        tree: ObjectId,
+        /// Which bound: "depth" or "entry count".
+        what: &'static str,
+        /// The bound.
+        limit: u64,
+    },
+    /// A path does not name an entry in a commit's tree.
+    #[error("'{path}' not found in commit {commit}: {reason}")]
+    PathNotFound {
+        /// The commit searched.
+        commit: ObjectId,
+        /// The path as given.
+        path: String,
+        /// Which component was missing or was not a directory.
         reason: String,
     },
 }

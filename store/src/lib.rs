@@ -26,6 +26,7 @@ pub mod prune;
 pub mod repo;
 pub mod sign;
 pub mod walk;
+mod xattrs;
 
 pub use error::{Error, IoResultExt, Result};
 pub use id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId};

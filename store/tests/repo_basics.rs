@@ -16,9 +16,14 @@ fn sample(mode: RepoMode) {
     let fid = txn.write_file(&h, &mut &content[..]).unwrap();
     let l = FileHeader::symlink(b"target".to_vec(), uid, gid, Xattrs::empty()).unwrap();
     let lid = txn.write_file(&l, &mut std::io::empty()).unwrap();
-    let meta = txn.write_dirmeta(&DirMeta::new(0o755, uid, gid, Xattrs::empty()).unwrap()).unwrap();
+    let meta = txn
+        .write_dirmeta(&DirMeta::new(0o755, uid, gid, Xattrs::empty()).unwrap())
+        .unwrap();
     let tree = DirTree::new(
-        vec![(EntryName::new("a").unwrap(), fid), (EntryName::new("l").unwrap(), lid)],
+        vec![
+            (EntryName::new("a").unwrap(), fid),
+            (EntryName::new("l").unwrap(), lid),
+        ],
         vec![],
     )
     .unwrap();
@@ -42,7 +47,9 @@ fn sample(mode: RepoMode) {
     assert_eq!(repo.verify_file(&fid).unwrap(), h);
     assert_eq!(repo.verify_file(&lid).unwrap(), l);
     let (_, c) = repo.read_file(&fid).unwrap();
-    let FileContent::Regular(mut r) = c else { panic!() };
+    let FileContent::Regular(mut r) = c else {
+        panic!()
+    };
     let mut back = Vec::new();
     std::io::Read::read_to_end(&mut r, &mut back).unwrap();
     assert_eq!(back, content);
@@ -52,7 +59,10 @@ fn sample(mode: RepoMode) {
     assert!(repo.resolve_rev("nope").is_err());
     assert_eq!(repo.list_objects(ObjectKind::File).unwrap().len(), 2);
     // Staging is gone after commit.
-    assert_eq!(std::fs::read_dir(dir.path().join("r/tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("r/tmp")).unwrap().count(),
+        0
+    );
 }
 
 #[test]

@@ -24,7 +24,10 @@ impl<'a> Decoder<'a> {
     }
 
     fn err(&self, reason: impl Into<String>) -> Error {
-        Error::decode(self.what, format!("{} (at byte {})", reason.into(), self.pos))
+        Error::decode(
+            self.what,
+            format!("{} (at byte {})", reason.into(), self.pos),
+        )
     }
 
     /// Check the 4-byte tag and the format version.
@@ -71,12 +74,16 @@ impl<'a> Decoder<'a> {
 
     /// A little-endian u32.
     pub fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     /// A little-endian u64.
     pub fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     /// A length-prefixed byte string of at most `max` bytes.
@@ -102,14 +109,18 @@ impl<'a> Decoder<'a> {
             return Err(self.err(format!("count {n} exceeds the limit of {max}")));
         }
         if n.saturating_mul(min_item) > self.remaining() {
-            return Err(self.err(format!("count {n} is larger than the remaining bytes allow")));
+            return Err(self.err(format!(
+                "count {n} is larger than the remaining bytes allow"
+            )));
         }
         Ok(n)
     }
 
     /// A raw 32-byte id.
     pub fn id(&mut self) -> Result<ObjectId> {
-        Ok(ObjectId::from_bytes(self.take(ID_LEN)?.try_into().expect("32 bytes")))
+        Ok(ObjectId::from_bytes(
+            self.take(ID_LEN)?.try_into().expect("32 bytes"),
+        ))
     }
 
     /// Bytes not yet read.
@@ -178,7 +189,10 @@ impl FileHeader {
     pub fn decode(buf: &[u8]) -> Result<Self> {
         let (h, used) = Self::decode_prefix(buf)?;
         if used != buf.len() {
-            return Err(Error::decode("file header", format!("{} trailing bytes", buf.len() - used)));
+            return Err(Error::decode(
+                "file header",
+                format!("{} trailing bytes", buf.len() - used),
+            ));
         }
         Ok(h)
     }

@@ -1,6 +1,6 @@
 //! The canonical encoding (see `docs/format.md`): fixed-width little-endian integers,
 //! byte strings as a u32 length then the bytes, every object opened by its kind's tag and
-//! the format version. Types are validated before they can be built, so encoding cannot fail.
+//! the format version. Encoding does not validate: constructors and `Transaction` writes do.
 
 use super::{
     Commit, DirMeta, DirTree, FileHeader, ObjectKind, SignatureEntry, Signatures, Xattrs,

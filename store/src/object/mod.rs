@@ -1,6 +1,6 @@
 //! The object model: file, dirtree, dirmeta and commit objects, and the detached
 //! signature set of a commit. Each type validates itself on construction and on decode;
-//! the canonical encoding lives in [`encode`] and [`decode`] and is specified in
+//! the canonical encoding lives in the `encode` and `decode` submodules and is specified in
 //! `docs/format.md`.
 
 mod decode;
@@ -131,7 +131,10 @@ impl Xattrs {
     /// Check the invariants (sorted, unique, bounded, no NUL in names).
     pub fn validate(&self) -> Result<()> {
         if self.0.len() > MAX_XATTRS {
-            return Err(Error::invalid("xattrs", format!("more than {MAX_XATTRS} attributes")));
+            return Err(Error::invalid(
+                "xattrs",
+                format!("more than {MAX_XATTRS} attributes"),
+            ));
         }
         for (i, (name, value)) in self.0.iter().enumerate() {
             let shown = String::from_utf8_lossy(name);
@@ -215,7 +218,10 @@ impl FileHeader {
         match self.mode & S_IFMT {
             S_IFREG => {
                 if !self.symlink_target.is_empty() {
-                    return Err(Error::invalid("file header", "regular file with a symlink target"));
+                    return Err(Error::invalid(
+                        "file header",
+                        "regular file with a symlink target",
+                    ));
                 }
             }
             S_IFLNK => {
@@ -235,7 +241,10 @@ impl FileHeader {
             }
         }
         if self.mode & !(S_IFMT | PERM_MASK) != 0 {
-            return Err(Error::invalid(format!("file mode {:o}", self.mode), "unknown mode bits"));
+            return Err(Error::invalid(
+                format!("file mode {:o}", self.mode),
+                "unknown mode bits",
+            ));
         }
         self.xattrs.validate()
     }
@@ -345,7 +354,11 @@ fn check_sorted<'a>(names: impl Iterator<Item = &'a EntryName>) -> Result<()> {
     for n in names {
         if let Some(p) = prev {
             if p >= n {
-                let reason = if p == n { "duplicate name" } else { "entries not sorted" };
+                let reason = if p == n {
+                    "duplicate name"
+                } else {
+                    "entries not sorted"
+                };
                 return Err(Error::invalid(format!("entry '{n}'"), reason));
             }
         }
@@ -377,10 +390,16 @@ impl Commit {
     /// Check sizes and metadata ordering.
     pub fn validate(&self) -> Result<()> {
         if self.subject.len() > MAX_SUBJECT {
-            return Err(Error::invalid("commit subject", format!("longer than {MAX_SUBJECT} bytes")));
+            return Err(Error::invalid(
+                "commit subject",
+                format!("longer than {MAX_SUBJECT} bytes"),
+            ));
         }
         if self.body.len() > MAX_BODY {
-            return Err(Error::invalid("commit body", format!("longer than {MAX_BODY} bytes")));
+            return Err(Error::invalid(
+                "commit body",
+                format!("longer than {MAX_BODY} bytes"),
+            ));
         }
         if self.metadata.len() > MAX_COMMIT_METADATA {
             return Err(Error::invalid(
@@ -388,9 +407,21 @@ impl Commit {
                 format!("more than {MAX_COMMIT_METADATA} keys"),
             ));
         }
-        for (i, (k, _)) in self.metadata.iter().enumerate() {
+        for (i, (k, v)) in self.metadata.iter().enumerate() {
             if k.is_empty() {
                 return Err(Error::invalid("commit metadata key", "empty"));
+            }
+            if k.len() > MAX_SUBJECT {
+                return Err(Error::invalid(
+                    "commit metadata key",
+                    format!("longer than {MAX_SUBJECT} bytes"),
+                ));
+            }
+            if v.len() > MAX_BODY {
+                return Err(Error::invalid(
+                    format!("commit metadata value of '{k}'"),
+                    format!("longer than {MAX_BODY} bytes"),
+                ));
             }
             if i > 0 && self.metadata[i - 1].0 >= *k {
                 return Err(Error::invalid(
@@ -451,7 +482,10 @@ impl Signatures {
 
     /// Add or replace the signature of one key, keeping the set canonical.
     pub fn insert(&mut self, entry: SignatureEntry) {
-        match self.0.binary_search_by(|e| e.public_key.cmp(&entry.public_key)) {
+        match self
+            .0
+            .binary_search_by(|e| e.public_key.cmp(&entry.public_key))
+        {
             Ok(i) => self.0[i] = entry,
             Err(i) => self.0.insert(i, entry),
         }

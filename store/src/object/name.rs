@@ -37,7 +37,10 @@ impl EntryName {
         }
         match String::from_utf8(bytes) {
             Ok(s) => Ok(EntryName(s)),
-            Err(_) => Err(Error::invalid(format!("entry name '{shown}'"), "not valid UTF-8")),
+            Err(_) => Err(Error::invalid(
+                format!("entry name '{shown}'"),
+                "not valid UTF-8",
+            )),
         }
     }
 
@@ -65,7 +68,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b", &[b'x'; 256], b"\xff"] {
+        for bad in [
+            &b""[..],
+            b".",
+            b"..",
+            b"a/b",
+            b"a\0b",
+            &[b'x'; 256],
+            b"\xff",
+        ] {
             assert!(EntryName::new(bad.to_vec()).is_err(), "{bad:?}");
         }
         assert!(EntryName::new("...").is_ok());

@@ -12,8 +12,8 @@ use super::{Repo, RepoMode};
 use crate::error::{Error, IoResultExt, Result};
 use crate::id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId};
 use crate::object::{
-    Commit, DirMeta, DirTree, FileHasher, FileHeader, ObjectKind, Signatures, Xattrs,
-    MAX_METADATA_SIZE, PERM_MASK, S_IFLNK, S_IFMT, S_IFREG,
+    Commit, DirMeta, DirTree, FileHasher, FileHeader, ObjectKind, Signatures, MAX_METADATA_SIZE,
+    PERM_MASK, S_IFLNK, S_IFMT, S_IFREG,
 };
 
 /// Largest archive-mode file header accepted (xattrs included).
@@ -33,7 +33,10 @@ pub fn extension(kind: ObjectKind, mode: RepoMode) -> &'static str {
 /// The fan-out directory (first two hex digits) and file name of an object.
 pub fn object_name(kind: ObjectKind, mode: RepoMode, id: &ObjectId) -> (String, String) {
     let hex = id.to_hex();
-    (hex[..2].to_owned(), format!("{}.{}", &hex[2..], extension(kind, mode)))
+    (
+        hex[..2].to_owned(),
+        format!("{}.{}", &hex[2..], extension(kind, mode)),
+    )
 }
 
 /// The name of a commit's signature file, beside the commit object.
@@ -89,7 +92,7 @@ impl Repo {
         let fd = match rustix::fs::openat(
             self.objects_dir(),
             format!("{dir}/{name}").as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
@@ -151,7 +154,7 @@ impl Repo {
         let fd = match rustix::fs::openat(
             self.objects_dir(),
             rel.as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
@@ -160,7 +163,9 @@ impl Repo {
         };
         let bytes = read_capped(File::from(fd), 64 * 1024)
             .at_path(&path)?
-            .ok_or_else(|| Error::Signature(format!("{}: signature file too large", path.display())))?;
+            .ok_or_else(|| {
+                Error::Signature(format!("{}: signature file too large", path.display()))
+            })?;
         Signatures::decode(&bytes)
     }
 
@@ -189,28 +194,41 @@ impl Repo {
         };
         match self.mode() {
             RepoMode::Bare => {
-                let st = rustix::fs::statat(self.objects_dir(), rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(missing)?;
+                let st =
+                    rustix::fs::statat(self.objects_dir(), rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(missing)?;
                 if st.st_mode & S_IFMT == S_IFLNK {
-                    let target = rustix::fs::readlinkat(self.objects_dir(), rel.as_str(), Vec::new())
-                        .at_path(&path)?;
-                    let xattrs = list_xattrs_path(&path, false).at_path(&path)?;
-                    let header = FileHeader::symlink(target.into_bytes(), st.st_uid, st.st_gid, xattrs)
-                        .map_err(|e| corrupt(id, e))?;
+                    let target =
+                        rustix::fs::readlinkat(self.objects_dir(), rel.as_str(), Vec::new())
+                            .at_path(&path)?;
+                    let xattrs = crate::xattrs::of_link(&path).at_path(&path)?;
+                    let header =
+                        FileHeader::symlink(target.into_bytes(), st.st_uid, st.st_gid, xattrs)
+                            .map_err(|e| corrupt(id, e))?;
                     return Ok((header, FileContent::Symlink));
                 }
+                if st.st_mode & S_IFMT != S_IFREG {
+                    return Err(corrupt(
+                        id,
+                        Error::invalid("bare object", "not a regular file or symlink"),
+                    ));
+                }
+                // O_NONBLOCK: should the object be swapped for a FIFO, opening must not hang.
                 let fd = rustix::fs::openat(
                     self.objects_dir(),
                     rel.as_str(),
-                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
                     Mode::empty(),
                 )
                 .map_err(missing)?;
                 let st = rustix::fs::fstat(&fd).at_path(&path)?;
                 if st.st_mode & S_IFMT != S_IFREG {
-                    return Err(corrupt(id, Error::invalid("bare object", "not a regular file")));
+                    return Err(corrupt(
+                        id,
+                        Error::invalid("bare object", "not a regular file"),
+                    ));
                 }
-                let xattrs = list_xattrs_fd(&fd).at_path(&path)?;
+                let xattrs = crate::xattrs::of_fd(fd.as_fd()).at_path(&path)?;
                 let header = FileHeader::regular(
                     st.st_mode & PERM_MASK,
                     st.st_uid,
@@ -220,16 +238,26 @@ impl Repo {
                 )
                 .map_err(|e| corrupt(id, e))?;
                 let size = header.size;
-                Ok((header, FileContent::Regular(Box::new(File::from(fd).take(size)))))
+                Ok((
+                    header,
+                    FileContent::Regular(Box::new(ExactReader::new(File::from(fd), size))),
+                ))
             }
             RepoMode::Archive => {
                 let fd = rustix::fs::openat(
                     self.objects_dir(),
                     rel.as_str(),
-                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
                     Mode::empty(),
                 )
                 .map_err(missing)?;
+                let st = rustix::fs::fstat(&fd).at_path(&path)?;
+                if st.st_mode & S_IFMT != S_IFREG {
+                    return Err(corrupt(
+                        id,
+                        Error::invalid("archive object", "not a regular file"),
+                    ));
+                }
                 let mut f = io::BufReader::with_capacity(128 * 1024, File::from(fd));
                 let mut len = [0u8; 4];
                 f.read_exact(&mut len).map_err(|e| corrupt_io(id, e))?;
@@ -245,8 +273,12 @@ impl Repo {
                 }
                 let size = header.size;
                 let dec = zstd::stream::read::Decoder::with_buffer(f).at_path(&path)?;
-                // The declared size bounds how much is ever decompressed (zstd bombs stop here).
-                Ok((header, FileContent::Regular(Box::new(dec.take(size)))))
+                // The declared size bounds how much is ever decompressed (zstd bombs stop
+                // here); anything after it is refused.
+                Ok((
+                    header,
+                    FileContent::Regular(Box::new(ExactReader::new(dec, size))),
+                ))
             }
         }
     }
@@ -270,7 +302,10 @@ impl Repo {
             if total != header.size {
                 return Err(corrupt(
                     id,
-                    Error::invalid("content", format!("{total} bytes, header says {}", header.size)),
+                    Error::invalid(
+                        "content",
+                        format!("{total} bytes, header says {}", header.size),
+                    ),
                 ));
             }
         }
@@ -308,6 +343,46 @@ impl Repo {
     }
 }
 
+/// Yields exactly `left` bytes of `inner`, then refuses trailing data instead of EOF.
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+    checked: bool,
+}
+
+impl<R: Read> ExactReader<R> {
+    fn new(inner: R, size: u64) -> Self {
+        ExactReader {
+            inner,
+            left: size,
+            checked: false,
+        }
+    }
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            if !self.checked {
+                self.checked = true;
+                if self.inner.read(&mut [0u8; 1])? != 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "content is longer than its header says",
+                    ));
+                }
+            }
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 fn corrupt(id: &FileId, e: Error) -> Error {
     Error::Corrupt {
         kind: ObjectKind::File,
@@ -329,66 +404,4 @@ fn read_capped(f: File, cap: u64) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
     f.take(cap + 1).read_to_end(&mut buf)?;
     Ok((buf.len() as u64 <= cap).then_some(buf))
-}
-
-/// All extended attributes of an open file, sorted.
-pub(crate) fn list_xattrs_fd(fd: impl AsFd) -> io::Result<Xattrs> {
-    let fd = fd.as_fd();
-    collect_xattrs(
-        |buf| rustix::fs::flistxattr(fd, buf),
-        |name, buf| rustix::fs::fgetxattr(fd, name, buf),
-    )
-}
-
-/// All extended attributes of a path (not following a symlink when `follow` is false).
-pub(crate) fn list_xattrs_path(path: &std::path::Path, follow: bool) -> io::Result<Xattrs> {
-    if follow {
-        collect_xattrs(
-            |buf| rustix::fs::listxattr(path, buf),
-            |name, buf| rustix::fs::getxattr(path, name, buf),
-        )
-    } else {
-        collect_xattrs(
-            |buf| rustix::fs::llistxattr(path, buf),
-            |name, buf| rustix::fs::lgetxattr(path, name, buf),
-        )
-    }
-}
-
-fn collect_xattrs(
-    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
-    get: impl Fn(&std::ffi::CStr, &mut [u8]) -> rustix::io::Result<usize>,
-) -> io::Result<Xattrs> {
-    let names = match grow_read(&list) {
-        Ok(n) => n,
-        Err(Errno::NOTSUP) => return Ok(Xattrs::empty()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut attrs = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let cname = std::ffi::CString::new(name).expect("split on NUL");
-        let value = match grow_read(&|buf: &mut [u8]| get(&cname, buf)) {
-            Ok(v) => v,
-            // Removed between list and get.
-            Err(Errno::NODATA) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        attrs.push((name.to_vec(), value));
-    }
-    Xattrs::new(attrs).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
-}
-
-fn grow_read(f: &dyn Fn(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
-    let mut size = 256;
-    loop {
-        let mut buf = vec![0u8; size];
-        match f(&mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Err(Errno::RANGE) if size < 1 << 20 => size *= 4,
-            Err(e) => return Err(e),
-        }
-    }
 }

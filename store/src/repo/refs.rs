@@ -25,7 +25,12 @@ impl RefName {
     /// Validate a ref name.
     pub fn new(name: impl Into<String>) -> Result<Self> {
         let name = name.into();
-        let bad = |reason: &str| Err(Error::invalid(format!("ref name '{}'", name.escape_debug()), reason));
+        let bad = |reason: &str| {
+            Err(Error::invalid(
+                format!("ref name '{}'", name.escape_debug()),
+                reason,
+            ))
+        };
         if name.is_empty() || name.len() > MAX_REF_NAME {
             return bad("must be 1..=1024 bytes");
         }
@@ -36,7 +41,10 @@ impl RefName {
             if comp.starts_with('.') {
                 return bad("a component may not start with '.'");
             }
-            if !comp.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+@".contains(&b)) {
+            if !comp
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-+@".contains(&b))
+            {
                 return bad("only ASCII letters, digits and . _ - + @ are allowed, with / between components");
             }
         }
@@ -109,7 +117,13 @@ impl Repo {
         let leaf = rel.file_name().and_then(|n| n.to_str()).expect("validated");
         let shown = self.ref_path(name);
         let dir = durable::mkdir_all_at(self.dir(), parent, &shown)?;
-        durable::write_atomic(dir.as_fd(), leaf, format!("{commit}\n").as_bytes(), 0o644, &shown)
+        durable::write_atomic(
+            dir.as_fd(),
+            leaf,
+            format!("{commit}\n").as_bytes(),
+            0o644,
+            &shown,
+        )
     }
 
     /// Delete a branch. Deleting a missing branch is an error.
@@ -129,7 +143,11 @@ impl Repo {
         let mut out = Vec::new();
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {
-            let rel = if prefix.is_empty() { HEADS.to_owned() } else { format!("{HEADS}/{prefix}") };
+            let rel = if prefix.is_empty() {
+                HEADS.to_owned()
+            } else {
+                format!("{HEADS}/{prefix}")
+            };
             let shown = self.path().join(&rel);
             let fd = match durable::open_dir_at(self.dir(), &rel) {
                 Ok(fd) => fd,
@@ -142,7 +160,11 @@ impl Repo {
                 if n.starts_with('.') {
                     continue;
                 }
-                let full = if prefix.is_empty() { n } else { format!("{prefix}/{n}") };
+                let full = if prefix.is_empty() {
+                    n
+                } else {
+                    format!("{prefix}/{n}")
+                };
                 if entry.file_type() == rustix::fs::FileType::Directory {
                     stack.push(full);
                 } else if let Ok(name) = RefName::new(full) {

@@ -4,7 +4,7 @@
 //! that may a ref name them. Dropping a transaction without committing removes its staging
 //! directory. Many threads may write through one transaction at once.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,7 +19,7 @@ use super::{Repo, RepoLock, RepoMode};
 use crate::durable;
 use crate::error::{IoResultExt, Result};
 use crate::id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId};
-use crate::object::{Commit, DirMeta, DirTree, FileHasher, FileHeader, ObjectKind};
+use crate::object::{Commit, DirMeta, DirTree, FileHasher, FileHeader, ObjectKind, Signatures};
 
 const TXN_PREFIX: &str = "txn-";
 const TXN_LOCK: &str = "lock";
@@ -33,7 +33,10 @@ pub struct Transaction<'r> {
     staging: OwnedFd,
     _txn_lock: OwnedFd,
     _repo_lock: RepoLock,
-    staged: Mutex<HashSet<(ObjectKind, ObjectId)>>,
+    /// Objects written here, by the temp file holding each.
+    staged: Mutex<HashMap<(ObjectKind, ObjectId), String>>,
+    signatures: Mutex<Vec<(CommitId, Signatures)>>,
+    counter: std::sync::atomic::AtomicU64,
     committed: bool,
 }
 
@@ -63,7 +66,9 @@ impl Repo {
             staging,
             _txn_lock: lock,
             _repo_lock: repo_lock,
-            staged: Mutex::new(HashSet::new()),
+            staged: Mutex::new(HashMap::new()),
+            signatures: Mutex::new(Vec::new()),
+            counter: std::sync::atomic::AtomicU64::new(0),
             committed: false,
         })
     }
@@ -78,13 +83,20 @@ impl Repo {
                 continue;
             }
             let lock_rel = format!("{name}/{TXN_LOCK}");
-            let stale = match rustix::fs::openat(tmp, lock_rel.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+            let stale = match rustix::fs::openat(
+                tmp,
+                lock_rel.as_str(),
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+            ) {
                 Ok(fd) => rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok(),
                 // A writer creates its lock right after its directory; an hour without one
                 // means it died in between.
-                Err(Errno::NOENT) => rustix::fs::statat(tmp, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|st| now_secs().saturating_sub(st.st_mtime as u64) > 3600)
-                    .unwrap_or(false),
+                Err(Errno::NOENT) => {
+                    rustix::fs::statat(tmp, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| now_secs().saturating_sub(st.st_mtime as u64) > 3600)
+                        .unwrap_or(false)
+                }
                 Err(_) => false,
             };
             if stale {
@@ -111,36 +123,52 @@ impl Transaction<'_> {
         self.repo.path().join("tmp").join(&self.name)
     }
 
-    fn staged_name(kind: ObjectKind, mode: RepoMode, id: &ObjectId) -> String {
-        let (a, b) = object_name(kind, mode, id);
-        format!("{a}{b}")
-    }
-
     /// Whether an object is already in the repository or staged here.
     pub fn has_object(&self, kind: ObjectKind, id: &ObjectId) -> Result<bool> {
-        if self.staged.lock().expect("poisoned").contains(&(kind, *id)) {
+        if self
+            .staged
+            .lock()
+            .expect("poisoned")
+            .contains_key(&(kind, *id))
+        {
             return Ok(true);
         }
         self.repo.has_object(kind, id)
     }
 
-    /// Give a finished temp file its final staged name, or drop it if the object exists.
+    /// Keep a finished temp file as the object's content, or drop it if the object
+    /// exists already. It keeps its temp name until [`Transaction::commit`] renames it
+    /// into `objects/`: one rename per object.
     fn stage(&self, tmp: &str, kind: ObjectKind, id: ObjectId) -> Result<()> {
         let present = self.repo.has_object(kind, &id)?;
-        let newly = !present && self.staged.lock().expect("poisoned").insert((kind, id));
-        if newly {
-            let name = Self::staged_name(kind, self.repo.mode(), &id);
-            rustix::fs::renameat(&self.staging, tmp, &self.staging, name.as_str())
-                .at_path(self.staging_path().join(&name))?;
-        } else {
+        let newly = !present && {
+            let mut staged = self.staged.lock().expect("poisoned");
+            match staged.entry((kind, id)) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(tmp.to_owned());
+                    true
+                }
+            }
+        };
+        if !newly {
             rustix::fs::unlinkat(&self.staging, tmp, AtFlags::empty())
                 .at_path(self.staging_path().join(tmp))?;
         }
         Ok(())
     }
 
+    /// The staging directory is this transaction's own: a counter names temp files.
+    fn temp_name(&self) -> String {
+        format!(
+            "w{}",
+            self.counter
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+    }
+
     fn create_temp(&self, mode: u32) -> Result<(String, File)> {
-        let tmp = durable::temp_name("w");
+        let tmp = self.temp_name();
         let fd = rustix::fs::openat(
             &self.staging,
             tmp.as_str(),
@@ -152,6 +180,16 @@ impl Transaction<'_> {
     }
 
     fn write_metadata(&self, kind: ObjectKind, bytes: &[u8]) -> Result<ObjectId> {
+        if bytes.len() as u64 > crate::object::MAX_METADATA_SIZE {
+            return Err(crate::Error::invalid(
+                kind.name(),
+                format!(
+                    "encodes to {} bytes, over the {}-byte metadata cap",
+                    bytes.len(),
+                    crate::object::MAX_METADATA_SIZE
+                ),
+            ));
+        }
         let id = ObjectId::of(bytes);
         if self.has_object(kind, &id)? {
             return Ok(id);
@@ -165,18 +203,35 @@ impl Transaction<'_> {
 
     /// Add a dirtree.
     pub fn write_dirtree(&self, tree: &DirTree) -> Result<DirTreeId> {
-        self.write_metadata(ObjectKind::DirTree, &tree.encode()).map(DirTreeId)
+        tree.validate()?;
+        self.write_metadata(ObjectKind::DirTree, &tree.encode())
+            .map(DirTreeId)
     }
 
     /// Add a dirmeta.
     pub fn write_dirmeta(&self, meta: &DirMeta) -> Result<DirMetaId> {
-        self.write_metadata(ObjectKind::DirMeta, &meta.encode()).map(DirMetaId)
+        meta.validate()?;
+        self.write_metadata(ObjectKind::DirMeta, &meta.encode())
+            .map(DirMetaId)
     }
 
     /// Add a commit.
     pub fn write_commit(&self, commit: &Commit) -> Result<CommitId> {
         commit.validate()?;
-        self.write_metadata(ObjectKind::Commit, &commit.encode()).map(CommitId)
+        self.write_metadata(ObjectKind::Commit, &commit.encode())
+            .map(CommitId)
+    }
+
+    /// Attach signatures to a commit of this transaction. They are written after the
+    /// objects are durable and before any ref moves, so a branch never names a commit
+    /// whose signatures are still to come.
+    pub fn write_signatures(&self, commit: &CommitId, sigs: Signatures) -> Result<()> {
+        sigs.validate()?;
+        self.signatures
+            .lock()
+            .expect("poisoned")
+            .push((*commit, sigs));
+        Ok(())
     }
 
     /// Add a file object, reading its content from `content` exactly once: it is hashed
@@ -206,12 +261,13 @@ impl Transaction<'_> {
                         .at_path(&shown)?;
                     out.write_all(&hbytes).at_path(&shown)?;
                     let level = self.repo.config().core.compression_level;
-                    let mut enc = zstd::stream::write::Encoder::new(out, level).at_path(&shown)?;
-                    enc.include_checksum(false).at_path(&shown)?;
-                    enc.set_pledged_src_size(Some(header.size)).at_path(&shown)?;
-                    copy_exact(content, header.size, &mut hasher, &mut enc).at_path(&shown)?;
-                    let out = enc.finish().at_path(&shown)?;
-                    out.into_inner().map_err(|e| e.into_error()).at_path(&shown)
+                    with_cctx(level, |cctx| {
+                        let mut enc = zstd::stream::write::Encoder::with_context(out, cctx);
+                        enc.set_pledged_src_size(Some(header.size))?;
+                        copy_exact(content, header.size, &mut hasher, &mut enc)?;
+                        enc.finish()?.into_inner().map_err(|e| e.into_error())
+                    })
+                    .at_path(&shown)
                 }
             }
         })();
@@ -236,14 +292,23 @@ impl Transaction<'_> {
         if self.has_object(ObjectKind::File, &id.0)? {
             return Ok(id);
         }
-        let tmp = durable::temp_name("w");
+        let tmp = self.temp_name();
         let shown = self.staging_path().join(&tmp);
         match self.repo.mode() {
             RepoMode::Bare => {
-                rustix::fs::symlinkat(header.symlink_target.as_slice(), &self.staging, tmp.as_str())
-                    .at_path(&shown)?;
+                rustix::fs::symlinkat(
+                    header.symlink_target.as_slice(),
+                    &self.staging,
+                    tmp.as_str(),
+                )
+                .at_path(&shown)?;
                 let owner = (header.uid, header.gid);
-                if owner != (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()) {
+                if owner
+                    != (
+                        rustix::process::geteuid().as_raw(),
+                        rustix::process::getegid().as_raw(),
+                    )
+                {
                     rustix::fs::chownat(
                         &self.staging,
                         tmp.as_str(),
@@ -260,6 +325,7 @@ impl Transaction<'_> {
             }
             RepoMode::Archive => {
                 let (t, mut f) = self.create_temp(0o644)?;
+                let shown = self.staging_path().join(&t);
                 let hbytes = header.encode();
                 f.write_all(&u32::try_from(hbytes.len()).expect("bounded").to_le_bytes())
                     .at_path(&shown)?;
@@ -273,39 +339,69 @@ impl Transaction<'_> {
         Ok(id)
     }
 
-    /// Make every staged object durable and visible in `objects/`. After this returns,
-    /// refs may name them.
+    /// Make every staged object durable and visible in `objects/`. Refs may name them
+    /// afterwards; to name one without a prune slipping in between, use
+    /// [`Transaction::commit_and_set_ref`].
     pub fn commit(mut self) -> Result<()> {
+        self.publish()
+    }
+
+    /// Publish the staged objects, then point `name` at `commit`, all under the
+    /// repository's shared lock, so a concurrent prune (which takes it exclusive) sees
+    /// either neither or both.
+    pub fn commit_and_set_ref(mut self, name: &super::RefName, commit: &CommitId) -> Result<()> {
+        self.publish()?;
+        self.repo.write_ref(name, commit)
+    }
+
+    fn publish(&mut self) -> Result<()> {
         let staged = std::mem::take(&mut *self.staged.lock().expect("poisoned"));
         if !staged.is_empty() {
             // One syncfs makes all staged content durable before any becomes visible.
             rustix::fs::syncfs(&self.staging).at_path(self.staging_path())?;
             let mode = self.repo.mode();
             let mut touched = BTreeSet::new();
-            let mut fanouts: std::collections::HashMap<String, OwnedFd> = Default::default();
-            for (kind, id) in &staged {
+            let mut fanouts: HashMap<String, OwnedFd> = HashMap::new();
+            for ((kind, id), src) in &staged {
                 let (dir, name) = object_name(*kind, mode, id);
-                let src = format!("{dir}{name}");
                 if !fanouts.contains_key(&dir) {
                     let shown = self.repo.path().join("objects").join(&dir);
                     let fd = durable::mkdir_all_at(self.repo.objects_dir(), dir.as_ref(), &shown)?;
                     fanouts.insert(dir.clone(), fd);
                 }
                 let dst = &fanouts[&dir];
-                match rustix::fs::renameat_with(&self.staging, src.as_str(), dst, name.as_str(), RenameFlags::NOREPLACE) {
+                match rustix::fs::renameat_with(
+                    &self.staging,
+                    src.as_str(),
+                    dst,
+                    name.as_str(),
+                    RenameFlags::NOREPLACE,
+                ) {
                     Ok(()) => {}
                     // Added meanwhile by another writer: same id, same content.
                     Err(Errno::EXIST) => {
                         let _ = rustix::fs::unlinkat(&self.staging, src.as_str(), AtFlags::empty());
                     }
-                    Err(e) => return Err(e).at_path(self.repo.path().join("objects").join(&dir).join(&name)),
+                    Err(e) => {
+                        return Err(e)
+                            .at_path(self.repo.path().join("objects").join(&dir).join(&name))
+                    }
                 }
                 touched.insert(dir);
             }
             for dir in &touched {
-                rustix::fs::fsync(&fanouts[dir]).at_path(self.repo.path().join("objects").join(dir))?;
+                rustix::fs::fsync(&fanouts[dir])
+                    .at_path(self.repo.path().join("objects").join(dir))?;
             }
             rustix::fs::fsync(self.repo.objects_dir()).at_path(self.repo.path().join("objects"))?;
+        }
+        for (commit, sigs) in std::mem::take(&mut *self.signatures.lock().expect("poisoned")) {
+            // Keep signatures an identical, earlier commit already has.
+            let mut all = self.repo.read_signatures(&commit)?;
+            for entry in sigs.0 {
+                all.insert(entry);
+            }
+            self.repo.write_signatures(&commit, &all)?;
         }
         self.committed = true;
         self.remove_staging();
@@ -325,6 +421,40 @@ impl Drop for Transaction<'_> {
             self.remove_staging();
         }
     }
+}
+
+thread_local! {
+    /// One compression context per thread, reused for every file: a fresh context per
+    /// file costs megabytes of newly zeroed memory, which dominated commit time.
+    static CCTX: std::cell::RefCell<Option<(i32, zstd::zstd_safe::CCtx<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with this thread's zstd context set to `level` (no content checksum: the
+/// BLAKE3 id covers the content).
+fn with_cctx<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::zstd_safe::CCtx<'static>) -> io::Result<T>,
+) -> io::Result<T> {
+    CCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            let mut cctx = zstd::zstd_safe::CCtx::create();
+            let set = |c: &mut zstd::zstd_safe::CCtx<'static>, p| {
+                c.set_parameter(p)
+                    .map(drop)
+                    .map_err(|code| io::Error::other(zstd::zstd_safe::get_error_name(code)))
+            };
+            set(
+                &mut cctx,
+                zstd::zstd_safe::CParameter::CompressionLevel(level),
+            )?;
+            set(&mut cctx, zstd::zstd_safe::CParameter::ChecksumFlag(false))?;
+            *slot = Some((level, cctx));
+        }
+        let (_, cctx) = slot.as_mut().expect("set above");
+        f(cctx)
+    })
 }
 
 /// Copy exactly `size` bytes from `src` to `dst`, hashing them; refuse a source that
@@ -353,7 +483,9 @@ fn copy_exact(
     if src.read(&mut buf[..1])? != 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("source has more than the {size} bytes expected (file changed while being read?)"),
+            format!(
+                "source has more than the {size} bytes expected (file changed while being read?)"
+            ),
         ));
     }
     Ok(())
@@ -375,6 +507,9 @@ fn apply_metadata(file: &File, header: &FileHeader) -> io::Result<()> {
         let name = std::ffi::CString::new(name).expect("validated: no NUL");
         rustix::fs::fsetxattr(fd, &name, value, rustix::fs::XattrFlags::empty())?;
     }
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(header.mode & crate::object::PERM_MASK))?;
+    rustix::fs::fchmod(
+        fd,
+        Mode::from_raw_mode(header.mode & crate::object::PERM_MASK),
+    )?;
     Ok(())
 }
