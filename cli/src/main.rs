@@ -1,1 +1,153 @@
-fn main() {}
+//! `update`: the command-line front end of the update system.
+//!
+//! This crate only parses arguments and prints results; every operation lives in the
+//! `store` library. Each subcommand is one module under `cmd/`.
+
+mod cmd;
+mod format;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  error (the message on stderr says what and where)
+  2  usage error (bad arguments)
+
+Every command takes --repo DIR, or reads the repository path from $UPDATE_REPO.";
+
+/// Keep Linux devices current over the air: a content-addressed store of signed OS trees.
+#[derive(Parser, Debug)]
+#[command(name = "update", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Init(cmd::init::Args),
+    Commit(cmd::commit::Args),
+    #[command(subcommand)]
+    Key(cmd::key::KeyCommand),
+    Sign(cmd::sign::Args),
+    Verify(cmd::verify::Args),
+    Log(cmd::log::Args),
+    Show(cmd::show::Args),
+    Ls(cmd::ls::Args),
+    Diff(cmd::diff::Args),
+    Refs(cmd::refs::Args),
+    Checkout(cmd::checkout::Args),
+    Fsck(cmd::fsck::Args),
+    Prune(cmd::prune::Args),
+}
+
+fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Init(a) => cmd::init::run(a, out),
+        Command::Commit(a) => cmd::commit::run(a, out),
+        Command::Key(a) => cmd::key::run(a, out),
+        Command::Sign(a) => cmd::sign::run(a, out),
+        Command::Verify(a) => cmd::verify::run(a, out),
+        Command::Log(a) => cmd::log::run(a, out),
+        Command::Show(a) => cmd::show::run(a, out),
+        Command::Ls(a) => cmd::ls::run(a, out),
+        Command::Diff(a) => cmd::diff::run(a, out),
+        Command::Refs(a) => cmd::refs::run(a, out),
+        Command::Checkout(a) => cmd::checkout::run(a, out),
+        Command::Fsck(a) => cmd::fsck::run(a, out),
+        Command::Prune(a) => cmd::prune::run(a, out),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout and succeed; usage errors exit 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = run(cli.command, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Whatever was printed before the error goes out first.
+            let _ = out.flush();
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A reader that closed our stdout (`update log | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes, joined by ": ", skipping a cause whose text the message
+/// before it already includes (store errors print their source inline).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if text.contains(&s) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_shows_an_example() {
+        let cmd = super::Cli::command();
+        for sub in cmd.get_subcommands() {
+            let leaves: Vec<_> = if sub.has_subcommands() {
+                sub.get_subcommands().collect()
+            } else {
+                vec![sub]
+            };
+            for leaf in leaves {
+                let help = leaf
+                    .get_after_help()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                assert!(
+                    help.contains("update "),
+                    "{} has no example",
+                    leaf.get_name()
+                );
+            }
+        }
+    }
+}
