@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install the Debian packages that the tests and benchmarks need.
+#
+# Idempotent and cheap when nothing is missing: each package is checked with
+# `dpkg -s` first, and `apt-get update` (slow, network) runs only when there
+# is something to install. Works as root, or through sudo otherwise.
+set -euo pipefail
+
+PACKAGES=(
+    ostree        # the peer the store is compared with, and format cross-checks
+    zstd          # the zstd CLI, to inspect archive objects by hand
+    casync        # chunking peer for the pack/chunk-index benches
+    nginx-light   # a plain static web server to serve repos in pull tests
+    time          # GNU /usr/bin/time, for peak RSS (-f %M)
+    strace        # syscall counting in benches and debugging
+    python3       # bench/store-bench.py
+    dpkg-dev      # dpkg-deb/dpkg -x are in dpkg; dpkg-dev adds tooling fixtures use
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    # `dpkg -s` succeeds for removed-but-configured packages too, so check the
+    # status line for "install ok installed".
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    echo "install-deps: need root or sudo to install: ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
