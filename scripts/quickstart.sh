@@ -38,19 +38,21 @@ c2=$(update commit --repo "$work/repo" --branch demo/stable --subject "Demo 2.0"
     --version 2.0 --owner-uid 0 --owner-gid 0 --sign-with "$work/release.key" "$v2")
 update log --repo "$work/repo" demo/stable
 update diff --repo "$work/repo" "$c1" "$c2"
-update ls --repo "$work/repo" demo/stable
+update ls -R --repo "$work/repo" demo/stable
 
 step "check out by copy (archive repo)"
 rm -rf "$work/checkout-copy"
 update checkout --repo "$work/repo" demo/stable "$work/checkout-copy"
-diff -r "$v2" "$work/checkout-copy" && echo "checkout matches the source tree"
+diff -r --no-dereference "$v2" "$work/checkout-copy"
+echo "checkout matches the source tree"
 
 step "a bare repo (as on a device) and a hardlink checkout"
 [ -e "$work/bare/config" ] || update init --repo "$work/bare" --mode bare
 update commit --repo "$work/bare" --branch demo/stable --owner-uid 0 --owner-gid 0 "$v2" >/dev/null
 rm -rf "$work/checkout-hardlink"
 update checkout --repo "$work/bare" demo/stable "$work/checkout-hardlink"
-diff -r "$v2" "$work/checkout-hardlink" && echo "hardlink checkout matches the source tree"
+diff -r --no-dereference "$v2" "$work/checkout-hardlink"
+echo "hardlink checkout matches the source tree"
 
 step "fsck"
 update fsck --repo "$work/repo"
