@@ -264,11 +264,15 @@ class Bench:
         self.update = update_bin
         self.floor = floor_bin
         self.work = work
+        self.counter = 0
 
     def fresh(self, name: str) -> Path:
-        path = self.work / name
-        rm_rf(path)
-        return path
+        # A new path every time, and nothing big is deleted until the bench ends:
+        # on this ext4 (mounted with `discard`) deleting a GB-sized repo leaves
+        # seconds of discard work behind that slows whichever command runs next,
+        # which made the timings depend on what ran before them.
+        self.counter += 1
+        return self.work / f"{name}-{self.counter}"
 
     def ours_commit(self, tree: Path, mode: str) -> dict:
         repo = self.fresh(f"ours-{mode}")
@@ -493,6 +497,8 @@ def main() -> int:
     work = BENCH_DIR / "work"
     rm_rf(work)
     work.mkdir()
+    run(["sync"])
+    time.sleep(5)  # let the discards of a previous bench's deletions drain
     bench = Bench(None if args.skip_ours else args.update_bin, args.floor_bin, work)
 
     # Peak RSS of our commit on the small tree, to set beside the big tree's:
@@ -505,8 +511,6 @@ def main() -> int:
     for i in range(args.runs):
         log(f"run {i + 1}/{args.runs} ...")
         runs.append(bench.one_run(tree))
-        rm_rf(work)
-        work.mkdir()
     rm_rf(work)
 
     summary = summarize(runs, rss_small)

@@ -12,9 +12,11 @@ PACKAGES=(
     casync        # chunking peer for the pack/chunk-index benches
     nginx-light   # a plain static web server to serve repos in pull tests
     time          # GNU /usr/bin/time, for peak RSS (-f %M)
-    strace        # syscall counting in benches and debugging
+    strace        # crash tests kill `update commit` at chosen syscalls (fault injection)
     python3       # bench/store-bench.py
     dpkg-dev      # dpkg-deb/dpkg -x are in dpkg; dpkg-dev adds tooling fixtures use
+    git           # tests build git fixtures with it (update itself reads git with gix)
+    tar           # GNU tar with --xattrs, for tar-source round trips
 )
 
 missing=()

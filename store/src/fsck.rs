@@ -16,10 +16,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::os::fd::AsFd;
 
 use rayon::prelude::*;
-use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::durable;
@@ -147,7 +145,7 @@ pub fn fsck(repo: &Repo, opts: &FsckOptions) -> Result<FsckReport> {
     let mut marks = Marks::default();
     let mut commits: HashSet<ObjectId> = HashSet::new();
 
-    for (name, head) in all_refs(repo)? {
+    for (name, head) in repo.ref_files("refs")? {
         let head = match head {
             Ok(h) => h,
             Err(reason) => {
@@ -429,71 +427,4 @@ fn mark_meta(repo: &Repo, id: &ObjectId, referrer: &str, marks: &mut Marks) -> R
         }
         Err(e) => Err(e),
     }
-}
-
-/// Every ref file below `refs/` (heads, remotes, and any other namespace), by its path
-/// below `refs/`, with the commit it names or why it cannot be read. Sorted by name.
-/// Names starting with `.` (temp files of an atomic write) are skipped.
-pub(crate) fn all_refs(
-    repo: &Repo,
-) -> Result<Vec<(String, std::result::Result<CommitId, String>)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![String::new()];
-    while let Some(prefix) = stack.pop() {
-        let rel = if prefix.is_empty() {
-            "refs".to_owned()
-        } else {
-            format!("refs/{prefix}")
-        };
-        let shown = repo.path().join(&rel);
-        let fd = match durable::open_dir_at(repo.dir(), &rel) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) if prefix.is_empty() => continue,
-            Err(e) => return Err(e).at_path(&shown),
-        };
-        for entry in rustix::fs::Dir::read_from(&fd).at_path(&shown)? {
-            let entry = entry.at_path(&shown)?;
-            let n = entry.file_name().to_string_lossy().into_owned();
-            if n.starts_with('.') {
-                continue;
-            }
-            let name = if prefix.is_empty() {
-                n.clone()
-            } else {
-                format!("{prefix}/{n}")
-            };
-            if entry.file_type() == rustix::fs::FileType::Directory {
-                stack.push(name);
-            } else {
-                out.push((name, read_ref_file(fd.as_fd(), &n)));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-fn read_ref_file(
-    dir: std::os::fd::BorrowedFd<'_>,
-    name: &str,
-) -> std::result::Result<CommitId, String> {
-    let fd = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("cannot open: {e}"))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| format!("cannot stat: {e}"))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err("not a regular file".into());
-    }
-    let mut buf = [0u8; 66];
-    let n = rustix::io::read(&fd, &mut buf).map_err(|e| format!("cannot read: {e}"))?;
-    std::str::from_utf8(&buf[..n])
-        .ok()
-        .and_then(|t| t.strip_suffix('\n'))
-        .and_then(|t| t.parse::<ObjectId>().ok())
-        .map(CommitId)
-        .ok_or_else(|| "does not hold a commit id".to_owned())
 }

@@ -43,7 +43,7 @@ use rustix::io::Errno;
 
 use crate::durable;
 use crate::error::{Error, IoResultExt, Result};
-use crate::fsck::{all_refs, mark_commit, FsckError, Marks};
+use crate::fsck::{mark_commit, FsckError, Marks};
 use crate::id::{CommitId, ObjectId};
 use crate::object::ObjectKind;
 use crate::repo::Repo;
@@ -146,7 +146,7 @@ fn kept_commits(
     // The most parents still allowed when a commit was last reached: a commit reached
     // again with a larger allowance (from a ref nearer to it) is walked again from there.
     let mut budget: HashMap<ObjectId, usize> = HashMap::new();
-    for (name, head) in all_refs(repo)? {
+    for (name, head) in repo.ref_files("refs")? {
         let head = head.map_err(|reason| refuse(format!("ref {name}: {reason}")))?;
         let mut cur = Some(head);
         let mut allowance = opts.depth.unwrap_or(usize::MAX);

@@ -1,7 +1,7 @@
 //! Refs: named pointers to commits, one small file each under `refs/`.
 
 use std::fmt;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -80,28 +80,24 @@ impl Repo {
     /// The commit a branch points at, or `None` if the branch does not exist.
     pub fn read_ref(&self, name: &RefName) -> Result<Option<CommitId>> {
         let path = self.ref_path(name);
-        let rel = format!("{HEADS}/{name}");
-        let fd = match rustix::fs::openat(
-            self.dir(),
-            rel.as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-        ) {
+        let parent = Path::new(HEADS).join(name.as_str());
+        let (dir, leaf) = (
+            parent.parent().expect("has parent"),
+            parent.file_name().expect("has name"),
+        );
+        let dir = match durable::open_dir_at(self.dir(), &dir.to_string_lossy()) {
             Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::ISDIR) => return Ok(None),
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
             Err(e) => return Err(e).at_path(&path),
         };
-        let mut buf = [0u8; 66];
-        let n = rustix::io::read(&fd, &mut buf).at_path(&path)?;
-        let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
-        let id = text
-            .strip_suffix('\n')
-            .and_then(|t| t.parse::<ObjectId>().ok())
-            .ok_or_else(|| Error::Repo {
+        match read_ref_at(dir.as_fd(), &leaf.to_string_lossy()) {
+            Ok(id) => Ok(Some(id)),
+            Err(RefFileError::Missing) => Ok(None),
+            Err(RefFileError::Bad(reason)) => Err(Error::Repo {
                 path: self.path().to_path_buf(),
-                reason: format!("ref file {} does not hold a commit id", path.display()),
-            })?;
-        Ok(Some(CommitId(id)))
+                reason: format!("ref file {}: {reason}", path.display()),
+            }),
+        }
     }
 
     /// Point a branch at a commit (which must be present), atomically and durably.
@@ -141,17 +137,39 @@ impl Repo {
     /// Every branch and the commit it points at, sorted by name.
     pub fn list_refs(&self) -> Result<Vec<(RefName, CommitId)>> {
         let mut out = Vec::new();
+        for (name, head) in self.ref_files(HEADS)? {
+            let Ok(ref_name) = RefName::new(name.as_str()) else {
+                continue;
+            };
+            let id = head.map_err(|reason| Error::Repo {
+                path: self.path().to_path_buf(),
+                reason: format!("ref file {}/{name}: {reason}", HEADS),
+            })?;
+            out.push((ref_name, id));
+        }
+        Ok(out)
+    }
+
+    /// Every ref file below `under` (such as `refs` or `refs/heads`), named by its path
+    /// below `under`, with the commit it names or why it cannot be read; sorted by name.
+    /// Names starting with `.` (temp files of an atomic write) are skipped. fsck and
+    /// prune use this to see every namespace, broken files included.
+    pub(crate) fn ref_files(
+        &self,
+        under: &str,
+    ) -> Result<Vec<(String, std::result::Result<CommitId, String>)>> {
+        let mut out = Vec::new();
         let mut stack = vec![String::new()];
         while let Some(prefix) = stack.pop() {
             let rel = if prefix.is_empty() {
-                HEADS.to_owned()
+                under.to_owned()
             } else {
-                format!("{HEADS}/{prefix}")
+                format!("{under}/{prefix}")
             };
             let shown = self.path().join(&rel);
             let fd = match durable::open_dir_at(self.dir(), &rel) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) => continue,
+                Err(Errno::NOENT) if prefix.is_empty() => continue,
                 Err(e) => return Err(e).at_path(&shown),
             };
             for entry in rustix::fs::Dir::read_from(&fd).at_path(&shown)? {
@@ -160,21 +178,23 @@ impl Repo {
                 if n.starts_with('.') {
                     continue;
                 }
-                let full = if prefix.is_empty() {
-                    n
+                let name = if prefix.is_empty() {
+                    n.clone()
                 } else {
                     format!("{prefix}/{n}")
                 };
                 if entry.file_type() == rustix::fs::FileType::Directory {
-                    stack.push(full);
-                } else if let Ok(name) = RefName::new(full) {
-                    if let Some(id) = self.read_ref(&name)? {
-                        out.push((name, id));
-                    }
+                    stack.push(name);
+                } else {
+                    let head = read_ref_at(fd.as_fd(), &n).map_err(|e| match e {
+                        RefFileError::Missing => "vanished while being read".to_owned(),
+                        RefFileError::Bad(reason) => reason,
+                    });
+                    out.push((name, head));
                 }
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
@@ -222,4 +242,37 @@ impl Repo {
             }),
         }
     }
+}
+
+enum RefFileError {
+    Missing,
+    Bad(String),
+}
+
+/// Read one ref file: a regular file holding 64 lowercase hex digits and a newline.
+/// Opened without following a symlink and without blocking, so a FIFO cannot hang us.
+fn read_ref_at(dir: BorrowedFd<'_>, name: &str) -> std::result::Result<CommitId, RefFileError> {
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(RefFileError::Missing),
+        Err(e) => return Err(RefFileError::Bad(format!("cannot open: {e}"))),
+    };
+    let bad = |s: String| RefFileError::Bad(s);
+    let st = rustix::fs::fstat(&fd).map_err(|e| bad(format!("cannot stat: {e}")))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(bad("not a regular file".into()));
+    }
+    let mut buf = [0u8; 66];
+    let n = rustix::io::read(&fd, &mut buf).map_err(|e| bad(format!("cannot read: {e}")))?;
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|t| t.strip_suffix('\n'))
+        .and_then(|t| t.parse::<ObjectId>().ok())
+        .map(CommitId)
+        .ok_or_else(|| bad("does not hold a commit id".into()))
 }
