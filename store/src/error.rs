@@ -152,6 +152,92 @@ pub enum Error {
         /// Which component was missing or was not a directory.
         reason: String,
     },
+    /// Reading or writing a stream that has no path (a reader handed in, a delta being
+    /// written to a socket or a pack) failed.
+    #[error("I/O error while {what}: {source}")]
+    Stream {
+        /// What was being done.
+        what: &'static str,
+        /// What the reader or writer said.
+        source: io::Error,
+    },
+    /// Compressed bytes (a chunk or a delta) do not decode to exactly the declared content.
+    #[error("{what}: {problem}")]
+    Decompress {
+        /// What was being decoded ("chunk", "delta").
+        what: &'static str,
+        /// What was wrong.
+        problem: crate::delta::DecompressProblem,
+    },
+    /// No delta is made against an old version too large to hold as the reference window;
+    /// the caller sends the whole new file instead.
+    #[error(
+        "old version is {old_len} bytes, over the {limit}-byte delta window: send the whole file"
+    )]
+    DeltaTooLarge {
+        /// Size of the old version.
+        old_len: u64,
+        /// [`crate::delta::MAX_DELTA_WINDOW`].
+        limit: u64,
+    },
+    /// A summary file is larger than any summary may be (checked before parsing).
+    #[error("summary file of {size} bytes exceeds the limit of {limit} bytes: not a summary, or a hostile server")]
+    SummaryTooLarge {
+        /// Its size (or the bytes seen so far).
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// A summary carries no signature at all.
+    #[error("summary is unsigned: a device only accepts a summary signed by a trusted key")]
+    SummaryUnsigned,
+    /// A summary has signatures, but none is a valid one by a trusted key.
+    #[error(
+        "summary has no trusted signature ({untrusted} valid by untrusted keys, {invalid} invalid)"
+    )]
+    SummaryUntrusted {
+        /// Valid signatures by keys outside the trusted set.
+        untrusted: usize,
+        /// Signatures that do not verify over this summary's body.
+        invalid: usize,
+    },
+    /// A validly signed summary older than the last one accepted: a rollback attack or a
+    /// stale mirror.
+    #[error("summary rollback: serial {found} is older than the last accepted serial {last}")]
+    SummaryRollback {
+        /// The serial of the summary offered.
+        found: u64,
+        /// The serial of the last summary accepted.
+        last: u64,
+    },
+    /// A validly signed summary with the serial of the last one accepted but other content:
+    /// the signer published two different summaries under one serial.
+    #[error("summary equivocation: serial {serial} was already accepted with different content")]
+    SummaryEquivocation {
+        /// The serial both summaries carry.
+        serial: u64,
+    },
+    /// A validly signed summary whose expiry has passed: a freeze attack or a stale mirror.
+    /// This is not "no update available".
+    #[error("summary expired (freeze attack or stale mirror): it expired at {expires}, the time is now at least {now} (unix seconds; device clock reads {device_clock})")]
+    SummaryExpired {
+        /// When it expired (unix seconds).
+        expires: u64,
+        /// The time it was checked against: the later of the device clock and the latest
+        /// time known from earlier summaries.
+        now: u64,
+        /// What the device clock said.
+        device_clock: u64,
+    },
+    /// A persisted summary trust state file is damaged. Trust is never reset silently:
+    /// repair or remove the file deliberately.
+    #[error("summary trust state {}: {reason}", path.display())]
+    TrustStateCorrupt {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Result with the store's [`Error`].

@@ -15,7 +15,9 @@
 //! The on-disk format is specified in `docs/format.md`.
 
 pub mod checkout;
+pub mod chunk;
 pub mod commit;
+pub mod delta;
 pub mod diff;
 mod durable;
 pub mod error;
@@ -25,6 +27,7 @@ pub mod object;
 pub mod prune;
 pub mod repo;
 pub mod sign;
+pub mod summary;
 pub mod walk;
 mod xattrs;
 
