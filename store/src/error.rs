@@ -229,6 +229,19 @@ pub enum Error {
         /// What the device clock said.
         device_clock: u64,
     },
+    /// A blob read from a pack does not match its pack index entry: its bytes do not hash
+    /// to its id, do not decompress to its declared length, or do not decode (THREATS C6).
+    #[error("{kind} blob {id} in pack {pack}: {reason}")]
+    BadBlob {
+        /// The pack it was read from.
+        pack: ObjectId,
+        /// Its kind.
+        kind: crate::pack::BlobKind,
+        /// The id its index entry names.
+        id: ObjectId,
+        /// What is wrong.
+        reason: String,
+    },
     /// A persisted summary trust state file is damaged. Trust is never reset silently:
     /// repair or remove the file deliberately.
     #[error("summary trust state {}: {reason}", path.display())]

@@ -24,6 +24,7 @@ pub mod error;
 pub mod fsck;
 pub mod id;
 pub mod object;
+pub mod pack;
 pub mod prune;
 pub mod repo;
 pub mod sign;
