@@ -43,6 +43,7 @@ enum Command {
     Checkout(cmd::checkout::Args),
     Fsck(cmd::fsck::Args),
     Prune(cmd::prune::Args),
+    Serve(cmd::serve::Args),
 }
 
 fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -60,6 +61,7 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Checkout(a) => cmd::checkout::run(a, out),
         Command::Fsck(a) => cmd::fsck::run(a, out),
         Command::Prune(a) => cmd::prune::run(a, out),
+        Command::Serve(a) => cmd::serve::run(a, out),
     }
 }
 

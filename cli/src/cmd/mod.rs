@@ -11,6 +11,7 @@ pub mod log;
 pub mod ls;
 pub mod prune;
 pub mod refs;
+pub mod serve;
 pub mod show;
 pub mod sign;
 pub mod verify;
