@@ -1,0 +1,218 @@
+//! [`Fetcher`]: the blocking facade over the HTTP and file backends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::config::FetchConfig;
+use crate::error::Error;
+use crate::file;
+use crate::http::Http;
+
+enum Backend {
+    File(PathBuf),
+    Http {
+        runtime: Box<tokio::runtime::Runtime>,
+        http: Http,
+    },
+}
+
+/// Fetches files of one repository with bounded size, time and retries.
+///
+/// Methods block; the fetcher owns a small tokio runtime, so it must not be called from inside
+/// another async runtime.
+pub struct Fetcher {
+    base: Url,
+    cfg: Arc<FetchConfig>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("base", &self.base.as_str())
+            .finish()
+    }
+}
+
+/// Accepts only plain relative paths: no empty, `.` or `..` segments, and a conservative
+/// character set, so a path can never escape the repository or smuggle a query.
+fn check_path(path: &str) -> Result<(), Error> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.~+=,@".contains(c);
+    let ok = !path.is_empty()
+        && path
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != ".." && s.chars().all(ok_char));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidPath {
+            path: path.to_string(),
+        })
+    }
+}
+
+impl Fetcher {
+    /// Checks the configuration, loads TLS files and starts the runtime.
+    pub fn new(cfg: FetchConfig) -> Result<Fetcher, Error> {
+        let base_url = cfg.base_url.clone();
+        let invalid = |reason| Error::InvalidUrl {
+            url: base_url.clone(),
+            reason,
+        };
+        let mut base = Url::parse(&cfg.base_url).map_err(|_| invalid("does not parse"))?;
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid("has a query or fragment"));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let cfg = Arc::new(cfg);
+        let backend = match base.scheme() {
+            "file" => Backend::File(
+                base.to_file_path()
+                    .map_err(|()| invalid("not a local path"))?,
+            ),
+            "http" | "https" => {
+                if base.host_str().is_none() {
+                    return Err(invalid("has no host"));
+                }
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("update-fetch")
+                    .enable_all()
+                    .build()
+                    .map_err(Error::Runtime)?;
+                let http = {
+                    let _guard = runtime.enter();
+                    Http::new(cfg.clone())?
+                };
+                Backend::Http {
+                    runtime: Box::new(runtime),
+                    http,
+                }
+            }
+            _ => return Err(invalid("scheme must be http, https or file")),
+        };
+        Ok(Fetcher { base, cfg, backend })
+    }
+
+    /// The full URL of a repository-relative `path`.
+    pub fn url(&self, path: &str) -> Result<Url, Error> {
+        check_path(path)?;
+        self.base.join(path).map_err(|_| Error::InvalidPath {
+            path: path.to_string(),
+        })
+    }
+
+    /// Runs `op` on the runtime under the overall deadline.
+    fn run<T>(
+        runtime: &tokio::runtime::Runtime,
+        cfg: &FetchConfig,
+        url: &Url,
+        op: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        runtime.block_on(async {
+            tokio::time::timeout(cfg.overall_timeout, op)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::TimedOut {
+                        url: url.to_string(),
+                        after: cfg.overall_timeout,
+                    })
+                })
+        })
+    }
+
+    /// The whole file at `path`, refused if longer than `max_bytes` (checked against
+    /// `Content-Length` and while streaming, after gzip decoding).
+    pub fn get(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, Error> {
+        let url = self.url(path)?;
+        match &self.backend {
+            Backend::File(root) => file::get(&root.join(path), url.as_str(), max_bytes),
+            Backend::Http { runtime, http } => {
+                Self::run(runtime, &self.cfg, &url, http.get(&url, max_bytes))
+            }
+        }
+    }
+
+    /// The byte ranges `(offset, len)` of `path`, in the order asked, together at most
+    /// `max_total` bytes. Near ranges are coalesced into few requests sent in parallel; every
+    /// partial response is checked against what was asked. A server that ignores `Range` is
+    /// accepted only if its whole body fits in `max_total`.
+    pub fn get_ranges(
+        &self,
+        path: &str,
+        ranges: &[(u64, u64)],
+        max_total: u64,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let url = self.url(path)?;
+        match &self.backend {
+            Backend::File(root) => {
+                file::get_ranges(&root.join(path), url.as_str(), ranges, max_total)
+            }
+            Backend::Http { runtime, http } => Self::run(
+                runtime,
+                &self.cfg,
+                &url,
+                http.get_ranges(&url, ranges, max_total),
+            ),
+        }
+    }
+
+    /// Downloads `path` into `dest` (a `.part` file), resuming after the bytes it already
+    /// holds. Fails unless the result is exactly `expected_len` bytes; `expected_len` above
+    /// `max_bytes` is refused before any request. On failure the partial file is kept for the
+    /// next call. Returns the number of bytes received by this call.
+    pub fn download_to(
+        &self,
+        path: &str,
+        dest: &Path,
+        expected_len: u64,
+        max_bytes: u64,
+    ) -> Result<u64, Error> {
+        let url = self.url(path)?;
+        if expected_len > max_bytes {
+            return Err(Error::TooLarge {
+                url: url.to_string(),
+                limit: max_bytes,
+            });
+        }
+        match &self.backend {
+            Backend::File(root) => {
+                file::download_to(&root.join(path), url.as_str(), dest, expected_len)
+            }
+            Backend::Http { runtime, http } => Self::run(
+                runtime,
+                &self.cfg,
+                &url,
+                http.download_to(&url, dest, expected_len),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_path;
+
+    #[test]
+    fn paths_cannot_escape_the_repository() {
+        assert!(check_path("objects/ab/cd.pack").is_ok());
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "./a",
+            "a//b",
+            "a?x=1",
+            "a#f",
+            "a b",
+            "a%2e",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The HTTP(S) backend: a pooled hyper client, redirects, retries, ranges, resumable downloads.
+
+use std::collections::hash_map::RandomState;
+use std::fs::OpenOptions;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE, USER_AGENT};
+use http::{Request, Response};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinSet;
+use url::Url;
+
+use crate::body::{content_length, encoding, read_body, transport_error, Encoding, Speed};
+use crate::config::FetchConfig;
+use crate::connect::{TlsSlot, WatchingConnector};
+use crate::error::{Error, IoResultExt};
+use crate::ranges::{
+    coalesce, describe, extract, group, match_parts, multipart_boundary, parse_content_range,
+    parse_multipart, range_header, total_len, Span,
+};
+use crate::tls;
+
+/// Where bodies read into memory are said to go, in error messages.
+const MEMORY: &str = "<memory>";
+
+/// The HTTP client; cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: Client<WatchingConnector, Empty<Bytes>>,
+    cfg: Arc<FetchConfig>,
+    tls_seen: TlsSlot,
+}
+
+/// Maps an error status to its typed error.
+fn status_error(url: &str, status: u16) -> Error {
+    let url = url.to_string();
+    match status {
+        404 => Error::NotFound { url },
+        401 | 403 => Error::Forbidden { url, status },
+        410 => Error::Gone { url },
+        _ => Error::Status { url, status },
+    }
+}
+
+/// Exponential backoff with ±50 % jitter, capped at 30 s.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(Duration::from_secs(30));
+    let random = RandomState::new().build_hasher().finish();
+    exp.mul_f64(0.5 + (random % 1000) as f64 / 1000.0)
+}
+
+impl Http {
+    /// Builds the client; call inside the runtime.
+    pub(crate) fn new(cfg: Arc<FetchConfig>) -> Result<Http, Error> {
+        let tls = tls::client_config(cfg.tls.as_ref())?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let tls_seen = TlsSlot::default();
+        let connector = WatchingConnector {
+            inner: connector,
+            slot: tls_seen.clone(),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(cfg.max_parallel.max(1))
+            .build(connector);
+        Ok(Http {
+            client,
+            cfg,
+            tls_seen,
+        })
+    }
+
+    fn speed(&self) -> Speed {
+        Speed {
+            limit: self.cfg.low_speed_limit,
+            time: self.cfg.low_speed_time,
+        }
+    }
+
+    /// Sends one GET, following redirects within the same origin; returns the final URL and
+    /// the response (any status but a redirect).
+    async fn send(
+        &self,
+        url: &Url,
+        range: Option<&str>,
+    ) -> Result<(Url, Response<Incoming>), Error> {
+        let speed = self.speed();
+        let head_timeout = self.cfg.connect_timeout + self.cfg.low_speed_time;
+        let mut current = url.clone();
+        for _ in 0..=self.cfg.max_redirects {
+            let mut request = Request::get(current.as_str())
+                .header(
+                    USER_AGENT,
+                    concat!("update-fetch/", env!("CARGO_PKG_VERSION")),
+                )
+                .header(ACCEPT_ENCODING, "identity");
+            if let Some(range) = range {
+                request = request.header(RANGE, range);
+            }
+            let request = request.body(Empty::new()).map_err(|_| Error::InvalidUrl {
+                url: current.to_string(),
+                reason: "not a valid request URI",
+            })?;
+            let sent = self.client.request(request);
+            let response = if speed.limit > 0 && !speed.time.is_zero() {
+                tokio::time::timeout(head_timeout, sent)
+                    .await
+                    .map_err(|_| speed.too_slow(current.as_str()))?
+            } else {
+                sent.await
+            };
+            let response = response.map_err(|e| {
+                let connect = e.is_connect();
+                let error = transport_error(current.as_str(), e.into());
+                if matches!(error, Error::Tls { .. }) {
+                    self.tls_seen.take();
+                }
+                match error {
+                    Error::Transport { url, source } => match self.tls_seen.take() {
+                        // The connection died of a TLS alert hyper did not pass on.
+                        Some((kind, _)) => Error::Tls { url, kind, source },
+                        None if connect => Error::Connect { url, source },
+                        None => Error::Transport { url, source },
+                    },
+                    other => other,
+                }
+            })?;
+            if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+                return Ok((current, response));
+            }
+            let next = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| current.join(l).ok())
+                .ok_or_else(|| Error::BadRedirect {
+                    url: current.to_string(),
+                })?;
+            let downgrade = current.scheme() == "https" && next.scheme() == "http";
+            if downgrade && !self.cfg.allow_insecure_redirects {
+                return Err(Error::InsecureRedirect {
+                    from: current.to_string(),
+                    to: next.to_string(),
+                });
+            }
+            let same_origin = (next.scheme() == current.scheme() || downgrade)
+                && next.host_str() == current.host_str()
+                && (next.port_or_known_default() == current.port_or_known_default() || downgrade);
+            if !same_origin {
+                return Err(Error::RedirectOffOrigin {
+                    from: current.to_string(),
+                    to: next.to_string(),
+                });
+            }
+            current = next;
+        }
+        Err(Error::TooManyRedirects {
+            url: url.to_string(),
+            limit: self.cfg.max_redirects,
+        })
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, or the retries are spent.
+    async fn retrying<T, F, Fut>(&self, url: &Url, mut op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_transient() && attempt < self.cfg.retries => {
+                    tokio::time::sleep(backoff(self.cfg.retry_backoff, attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) if e.is_transient() && attempt > 0 => {
+                    return Err(Error::RetriesExhausted {
+                        url: url.to_string(),
+                        attempts: attempt + 1,
+                        last: Box::new(e),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) async fn get(&self, url: &Url, max_bytes: u64) -> Result<Vec<u8>, Error> {
+        self.retrying(url, || self.get_once(url, max_bytes)).await
+    }
+
+    async fn get_once(&self, url: &Url, max_bytes: u64) -> Result<Vec<u8>, Error> {
+        let (url, response) = self.send(url, None).await?;
+        let url = url.as_str();
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(status_error(url, status));
+        }
+        let encoding = encoding(url, response.headers())?;
+        if encoding == Encoding::Identity
+            && content_length(response.headers()).is_some_and(|len| len > max_bytes)
+        {
+            return Err(Error::TooLarge {
+                url: url.to_string(),
+                limit: max_bytes,
+            });
+        }
+        let mut out = Vec::new();
+        read_body(
+            url,
+            response.into_body(),
+            encoding,
+            &mut out,
+            Path::new(MEMORY),
+            max_bytes,
+            self.speed(),
+        )
+        .await?;
+        Ok(out)
+    }
+
+    pub(crate) async fn get_ranges(
+        &self,
+        url: &Url,
+        ranges: &[(u64, u64)],
+        max_total: u64,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        if total_len(ranges)? > max_total {
+            return Err(Error::TooLarge {
+                url: url.to_string(),
+                limit: max_total,
+            });
+        }
+        let spans = coalesce(ranges, self.cfg.range_gap);
+        let parallel = self.cfg.max_parallel.max(1);
+        let mut groups = group(&spans, parallel, self.cfg.max_ranges_per_request).into_iter();
+        let mut tasks = JoinSet::new();
+        let spawn = |tasks: &mut JoinSet<_>, spans: Vec<Span>| {
+            let http = self.clone();
+            let url = url.clone();
+            tasks.spawn(async move {
+                http.retrying(&url, || http.fetch_group(&url, &spans, max_total))
+                    .await
+            });
+        };
+        for spans in groups.by_ref().take(parallel) {
+            spawn(&mut tasks, spans);
+        }
+        let mut pieces = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let result = joined.map_err(|e| Error::Transport {
+                url: url.to_string(),
+                source: Box::new(e),
+            })?;
+            pieces.extend(result?);
+            if let Some(spans) = groups.next() {
+                spawn(&mut tasks, spans);
+            }
+        }
+        extract(ranges, &pieces).ok_or_else(|| Error::BadContentRange {
+            url: url.to_string(),
+            expected: describe(&spans),
+            got: describe(&pieces.iter().map(|p| p.0).collect::<Vec<_>>()),
+        })
+    }
+
+    /// One request for `spans`; every answered byte is placed by a validated `Content-Range`.
+    async fn fetch_group(
+        &self,
+        url: &Url,
+        spans: &[Span],
+        max_total: u64,
+    ) -> Result<Vec<(Span, Vec<u8>)>, Error> {
+        let (url, response) = self.send(url, Some(&range_header(spans))).await?;
+        let url = url.as_str();
+        let status = response.status().as_u16();
+        let encoding = encoding(url, response.headers())?;
+        let bad_range = |got: String| Error::BadContentRange {
+            url: url.to_string(),
+            expected: describe(spans),
+            got,
+        };
+        match status {
+            206 => {
+                if encoding != Encoding::Identity {
+                    // Ranges of an encoded representation cannot be placed in the file.
+                    return Err(Error::UnsupportedEncoding {
+                        url: url.to_string(),
+                        encoding: "gzip (on a partial response)".to_string(),
+                    });
+                }
+                let headers = response.headers();
+                let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                if let Some(boundary) = content_type.and_then(multipart_boundary) {
+                    let wanted: u64 = spans.iter().map(Span::len).sum();
+                    let cap = wanted + 512 * spans.len() as u64 + 1024;
+                    let mut body = Vec::new();
+                    read_body(
+                        url,
+                        response.into_body(),
+                        encoding,
+                        &mut body,
+                        Path::new(MEMORY),
+                        cap,
+                        self.speed(),
+                    )
+                    .await?;
+                    let parts = parse_multipart(&body, &boundary).map_err(|reason| {
+                        Error::BadMultipart {
+                            url: url.to_string(),
+                            reason,
+                        }
+                    })?;
+                    let got: Vec<Span> = parts.iter().map(|p| p.0).collect();
+                    if !match_parts(spans, &got) {
+                        return Err(bad_range(describe(&got)));
+                    }
+                    return Ok(parts.into_iter().map(|(s, d)| (s, d.to_vec())).collect());
+                }
+                let value = headers
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| bad_range("no Content-Range".to_string()))?;
+                let (span, _) =
+                    parse_content_range(value).ok_or_else(|| bad_range(value.to_string()))?;
+                if !match_parts(spans, &[span]) {
+                    return Err(bad_range(value.to_string()));
+                }
+                let mut body = Vec::new();
+                let len = read_body(
+                    url,
+                    response.into_body(),
+                    encoding,
+                    &mut body,
+                    Path::new(MEMORY),
+                    span.len(),
+                    self.speed(),
+                )
+                .await?;
+                if len != span.len() {
+                    return Err(Error::LengthMismatch {
+                        url: url.to_string(),
+                        expected: span.len(),
+                        actual: len,
+                    });
+                }
+                Ok(vec![(span, body)])
+            }
+            200 => {
+                // The server ignored Range: take the whole file if the caller's budget allows.
+                let ignored = || Error::RangeIgnored {
+                    url: url.to_string(),
+                    limit: max_total,
+                };
+                if encoding == Encoding::Identity
+                    && content_length(response.headers()).is_some_and(|len| len > max_total)
+                {
+                    return Err(ignored());
+                }
+                let mut body = Vec::new();
+                read_body(
+                    url,
+                    response.into_body(),
+                    encoding,
+                    &mut body,
+                    Path::new(MEMORY),
+                    max_total,
+                    self.speed(),
+                )
+                .await
+                .map_err(|e| match e {
+                    Error::TooLarge { .. } => ignored(),
+                    e => e,
+                })?;
+                let needed = spans.iter().map(|s| s.end).max().unwrap_or(0);
+                if (body.len() as u64) < needed {
+                    return Err(Error::LengthMismatch {
+                        url: url.to_string(),
+                        expected: needed,
+                        actual: body.len() as u64,
+                    });
+                }
+                Ok(spans
+                    .iter()
+                    .map(|s| (*s, body[s.start as usize..s.end as usize].to_vec()))
+                    .collect())
+            }
+            _ => Err(status_error(url, status)),
+        }
+    }
+
+    pub(crate) async fn download_to(
+        &self,
+        url: &Url,
+        dest: &Path,
+        expected: u64,
+    ) -> Result<u64, Error> {
+        let fetched = AtomicU64::new(0);
+        self.retrying(url, || self.download_once(url, dest, expected, &fetched))
+            .await?;
+        Ok(fetched.into_inner())
+    }
+
+    async fn download_once(
+        &self,
+        url: &Url,
+        dest: &Path,
+        expected: u64,
+        fetched: &AtomicU64,
+    ) -> Result<(), Error> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dest)
+            .at_path(dest)?;
+        let mut have = file.metadata().at_path(dest)?.len();
+        if have > expected {
+            file.set_len(0).at_path(dest)?;
+            have = 0;
+        }
+        if have < expected {
+            let range = format!("bytes={have}-");
+            let (url, response) = self.send(url, (have > 0).then_some(range.as_str())).await?;
+            let url = url.as_str();
+            let status = response.status().as_u16();
+            let encoding = encoding(url, response.headers())?;
+            let start = match status {
+                206 if have > 0 => {
+                    let value = response
+                        .headers()
+                        .get(CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let ok = encoding == Encoding::Identity
+                        && parse_content_range(value).is_some_and(|(span, total)| {
+                            span.start == have
+                                && span.end == expected
+                                && total.is_none_or(|t| t == expected)
+                        });
+                    if !ok {
+                        return Err(Error::BadContentRange {
+                            url: url.to_string(),
+                            expected: format!("bytes {have}-{}/{expected}", expected - 1),
+                            got: value.to_string(),
+                        });
+                    }
+                    have
+                }
+                200 => {
+                    if encoding == Encoding::Identity
+                        && content_length(response.headers()).is_some_and(|len| len != expected)
+                    {
+                        return Err(Error::LengthMismatch {
+                            url: url.to_string(),
+                            expected,
+                            actual: content_length(response.headers()).unwrap_or(0),
+                        });
+                    }
+                    file.set_len(0).at_path(dest)?;
+                    0
+                }
+                _ => return Err(status_error(url, status)),
+            };
+            let result = read_body(
+                url,
+                response.into_body(),
+                encoding,
+                &mut file,
+                dest,
+                expected - start,
+                self.speed(),
+            )
+            .await;
+            let now = file.metadata().at_path(dest)?.len();
+            fetched.fetch_add(now.saturating_sub(start), Ordering::Relaxed);
+            result?;
+        }
+        file.sync_data().at_path(dest)?;
+        let actual = file.metadata().at_path(dest)?.len();
+        if actual != expected {
+            return Err(Error::LengthMismatch {
+                url: url.to_string(),
+                expected,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! Pure byte-range logic: coalescing, grouping into requests, `Content-Range` and
+//! `multipart/byteranges` parsing, slicing the answers back out.
+
+use crate::error::Error;
+
+/// A half-open byte span `[start, end)` of the remote file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+}
+
+impl Span {
+    pub(crate) fn len(&self) -> u64 {
+        self.end - self.start
+    }
+}
+
+/// Checks `(offset, len)` pairs and returns their total length.
+pub(crate) fn total_len(ranges: &[(u64, u64)]) -> Result<u64, Error> {
+    let mut total = 0u64;
+    for &(offset, len) in ranges {
+        offset
+            .checked_add(len)
+            .ok_or(Error::InvalidRange { offset, len })?;
+        total = total.saturating_add(len);
+    }
+    Ok(total)
+}
+
+/// Sorted, merged spans covering every non-empty range; ranges closer than `gap` are joined.
+pub(crate) fn coalesce(ranges: &[(u64, u64)], gap: u64) -> Vec<Span> {
+    let mut sorted: Vec<Span> = ranges
+        .iter()
+        .filter(|r| r.1 > 0)
+        .map(|&(start, len)| Span {
+            start,
+            end: start + len,
+        })
+        .collect();
+    sorted.sort_by_key(|s| (s.start, s.end));
+    let mut out: Vec<Span> = Vec::with_capacity(sorted.len());
+    for span in sorted {
+        match out.last_mut() {
+            Some(last) if span.start <= last.end.saturating_add(gap) => {
+                last.end = last.end.max(span.end);
+            }
+            _ => out.push(span),
+        }
+    }
+    out
+}
+
+/// Splits spans into requests: enough to use `max_parallel` connections, at most
+/// `max_per_request` spans each, neighbours kept together.
+pub(crate) fn group(spans: &[Span], max_parallel: usize, max_per_request: usize) -> Vec<Vec<Span>> {
+    if spans.is_empty() {
+        return Vec::new();
+    }
+    let max_per_request = max_per_request.max(1);
+    let by_size = spans.len().div_ceil(max_per_request);
+    let requests = by_size.max(max_parallel.max(1).min(spans.len()));
+    let per = spans.len().div_ceil(requests);
+    spans.chunks(per).map(<[Span]>::to_vec).collect()
+}
+
+/// The `Range` header value for `spans`.
+pub(crate) fn range_header(spans: &[Span]) -> String {
+    let parts: Vec<String> = spans
+        .iter()
+        .map(|s| format!("{}-{}", s.start, s.end - 1))
+        .collect();
+    format!("bytes={}", parts.join(","))
+}
+
+/// Parses `bytes START-END/TOTAL` (TOTAL may be `*`) into a span and the total.
+pub(crate) fn parse_content_range(value: &str) -> Option<(Span, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end: u64 = end.trim().parse().ok()?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    if end < start || total.is_some_and(|t| end >= t) {
+        return None;
+    }
+    Some((
+        Span {
+            start,
+            end: end.checked_add(1)?,
+        },
+        total,
+    ))
+}
+
+/// The boundary parameter of a `multipart/byteranges` content type, if it is one.
+pub(crate) fn multipart_boundary(content_type: &str) -> Option<String> {
+    let mut params = content_type.split(';');
+    let mime = params.next()?.trim();
+    if !mime.eq_ignore_ascii_case("multipart/byteranges") {
+        return None;
+    }
+    params.find_map(|p| {
+        let (key, value) = p.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_string())
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parses a `multipart/byteranges` body strictly. Each part's length comes from its own
+/// `Content-Range`; the bytes after it must be the next delimiter, so data is never guessed.
+pub(crate) fn parse_multipart<'a>(
+    body: &'a [u8],
+    boundary: &str,
+) -> Result<Vec<(Span, &'a [u8])>, &'static str> {
+    if boundary.is_empty() || boundary.len() > 200 {
+        return Err("invalid boundary");
+    }
+    let delimiter = format!("--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    // RFC 2046: an optional preamble precedes the first delimiter.
+    let first = find(body, delimiter).ok_or("no boundary")?;
+    let mut pos = first + delimiter.len();
+    let mut parts = Vec::new();
+    loop {
+        let rest = &body[pos..];
+        if rest.starts_with(b"--") {
+            if parts.is_empty() {
+                return Err("no parts");
+            }
+            return Ok(parts);
+        }
+        let rest = rest
+            .strip_prefix(b"\r\n")
+            .ok_or("missing CRLF after boundary")?;
+        pos += 2;
+        let header_end = find(rest, b"\r\n\r\n").ok_or("unterminated part headers")?;
+        let headers =
+            std::str::from_utf8(&rest[..header_end]).map_err(|_| "non-UTF-8 part headers")?;
+        let mut span = None;
+        for line in headers.split("\r\n").filter(|l| !l.is_empty()) {
+            let (name, value) = line.split_once(':').ok_or("malformed part header")?;
+            if name.trim().eq_ignore_ascii_case("content-range") {
+                if span.is_some() {
+                    return Err("duplicate Content-Range in part");
+                }
+                span = Some(
+                    parse_content_range(value)
+                        .ok_or("invalid Content-Range in part")?
+                        .0,
+                );
+            }
+        }
+        let span: Span = span.ok_or("part without Content-Range")?;
+        pos += header_end + 4;
+        let len = usize::try_from(span.len()).map_err(|_| "part too large")?;
+        let data_end = pos.checked_add(len).ok_or("part too large")?;
+        let data = body
+            .get(pos..data_end)
+            .ok_or("part shorter than its Content-Range")?;
+        parts.push((span, data));
+        pos = data_end;
+        let rest = body[pos..]
+            .strip_prefix(b"\r\n")
+            .ok_or("part longer than its Content-Range")?;
+        if !rest.starts_with(delimiter) {
+            return Err("part longer than its Content-Range");
+        }
+        pos += 2 + delimiter.len();
+    }
+}
+
+/// Checks that the answered parts are exactly the spans asked for, each once.
+pub(crate) fn match_parts(asked: &[Span], got: &[Span]) -> bool {
+    if asked.len() != got.len() {
+        return false;
+    }
+    let mut used = vec![false; got.len()];
+    asked.iter().all(|a| {
+        let hit = got.iter().enumerate().position(|(i, g)| !used[i] && g == a);
+        hit.map(|i| used[i] = true).is_some()
+    })
+}
+
+/// Describes spans like a `Range` header, for error messages.
+pub(crate) fn describe(spans: &[Span]) -> String {
+    if spans.is_empty() {
+        return "nothing".to_string();
+    }
+    range_header(spans)
+}
+
+/// Copies each wanted range out of the fetched pieces (spans that contain it).
+pub(crate) fn extract(ranges: &[(u64, u64)], pieces: &[(Span, Vec<u8>)]) -> Option<Vec<Vec<u8>>> {
+    ranges
+        .iter()
+        .map(|&(offset, len)| {
+            if len == 0 {
+                return Some(Vec::new());
+            }
+            let end = offset + len;
+            let (span, data) = pieces
+                .iter()
+                .find(|(s, _)| s.start <= offset && end <= s.end)?;
+            let from = usize::try_from(offset - span.start).ok()?;
+            let to = usize::try_from(end - span.start).ok()?;
+            data.get(from..to).map(<[u8]>::to_vec)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{coalesce, group, parse_content_range, parse_multipart, range_header, Span};
+
+    #[test]
+    fn coalesces_near_and_overlapping_ranges() {
+        let spans = coalesce(&[(100, 10), (0, 10), (15, 5), (5, 10), (1000, 0)], 10);
+        assert_eq!(
+            spans,
+            vec![
+                Span { start: 0, end: 20 },
+                Span {
+                    start: 100,
+                    end: 110
+                }
+            ]
+        );
+        assert_eq!(range_header(&spans), "bytes=0-19,100-109");
+    }
+
+    #[test]
+    fn groups_use_parallelism_and_cap_ranges_per_request() {
+        let spans: Vec<Span> = (0..10)
+            .map(|i| Span {
+                start: i * 100,
+                end: i * 100 + 1,
+            })
+            .collect();
+        assert_eq!(group(&spans, 4, 32).len(), 4);
+        assert_eq!(group(&spans, 1, 3).len(), 4);
+        assert_eq!(group(&spans[..1], 4, 32).len(), 1);
+    }
+
+    #[test]
+    fn content_range_is_strict() {
+        assert_eq!(
+            parse_content_range("bytes 2-4/10"),
+            Some((Span { start: 2, end: 5 }, Some(10)))
+        );
+        assert_eq!(parse_content_range("bytes 2-4/*").map(|r| r.1), Some(None));
+        assert!(parse_content_range("bytes 4-2/10").is_none());
+        assert!(parse_content_range("bytes 2-10/10").is_none());
+        assert!(parse_content_range("items 2-4/10").is_none());
+    }
+
+    #[test]
+    fn multipart_uses_declared_lengths() {
+        let body = b"\r\n--XX\r\nContent-Type: a/b\r\nContent-Range: bytes 0-2/10\r\n\r\nabc\r\n--XX\r\nContent-Range: bytes 5-5/10\r\n\r\n-\r\n--XX--\r\n";
+        let parts = parse_multipart(body, "XX").unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], (Span { start: 0, end: 3 }, &b"abc"[..]));
+        assert_eq!(parts[1], (Span { start: 5, end: 6 }, &b"-"[..]));
+        let short = b"--XX\r\nContent-Range: bytes 0-3/10\r\n\r\nabc\r\n--XX--\r\n";
+        assert!(parse_multipart(short, "XX").is_err());
+        let long = b"--XX\r\nContent-Range: bytes 0-1/10\r\n\r\nabc\r\n--XX--\r\n";
+        assert!(parse_multipart(long, "XX").is_err());
+    }
+}
