@@ -207,27 +207,7 @@ impl Repo {
                             .map_err(|e| corrupt(id, e))?;
                     return Ok((header, FileContent::Symlink));
                 }
-                if st.st_mode & S_IFMT != S_IFREG {
-                    return Err(corrupt(
-                        id,
-                        Error::invalid("bare object", "not a regular file or symlink"),
-                    ));
-                }
-                // O_NONBLOCK: should the object be swapped for a FIFO, opening must not hang.
-                let fd = rustix::fs::openat(
-                    self.objects_dir(),
-                    rel.as_str(),
-                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
-                    Mode::empty(),
-                )
-                .map_err(missing)?;
-                let st = rustix::fs::fstat(&fd).at_path(&path)?;
-                if st.st_mode & S_IFMT != S_IFREG {
-                    return Err(corrupt(
-                        id,
-                        Error::invalid("bare object", "not a regular file"),
-                    ));
-                }
+                let (fd, st) = self.open_regular(&rel, id, missing)?;
                 let xattrs = crate::xattrs::of_fd(fd.as_fd()).at_path(&path)?;
                 let header = FileHeader::regular(
                     st.st_mode & PERM_MASK,
@@ -244,20 +224,7 @@ impl Repo {
                 ))
             }
             RepoMode::Archive => {
-                let fd = rustix::fs::openat(
-                    self.objects_dir(),
-                    rel.as_str(),
-                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
-                    Mode::empty(),
-                )
-                .map_err(missing)?;
-                let st = rustix::fs::fstat(&fd).at_path(&path)?;
-                if st.st_mode & S_IFMT != S_IFREG {
-                    return Err(corrupt(
-                        id,
-                        Error::invalid("archive object", "not a regular file"),
-                    ));
-                }
+                let (fd, _) = self.open_regular(&rel, id, missing)?;
                 let mut f = io::BufReader::with_capacity(128 * 1024, File::from(fd));
                 let mut len = [0u8; 4];
                 f.read_exact(&mut len).map_err(|e| corrupt_io(id, e))?;
@@ -281,6 +248,31 @@ impl Repo {
                 ))
             }
         }
+    }
+
+    /// Open a file object's file, which must be a regular file. Opened without following
+    /// a symlink and without blocking, so a FIFO swapped in by damage cannot hang us.
+    fn open_regular(
+        &self,
+        rel: &str,
+        id: &FileId,
+        missing: impl Fn(Errno) -> Error,
+    ) -> Result<(OwnedFd, rustix::fs::Stat)> {
+        let fd = rustix::fs::openat(
+            self.objects_dir(),
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(&missing)?;
+        let st = rustix::fs::fstat(&fd).map_err(missing)?;
+        if st.st_mode & S_IFMT != S_IFREG {
+            return Err(corrupt(
+                id,
+                Error::invalid("object file", "not a regular file"),
+            ));
+        }
+        Ok((fd, st))
     }
 
     /// Re-read a file object in full and check that it hashes to its id and has exactly
