@@ -20,9 +20,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use super::{at_entry, entry_name, Counters, Ctx, SourceRead, MAX_DEPTH};
 use crate::error::{Error, IoResultExt, Result};
 use crate::id::{DirMetaId, DirTreeId, FileId};
-use crate::object::{
-    DirMeta, DirTree, EntryName, FileHeader, ObjectKind, PERM_MASK, S_IFMT, S_IFREG,
-};
+use crate::object::{DirMeta, DirTree, EntryName, FileHeader, PERM_MASK, S_IFMT, S_IFREG};
 use crate::xattrs;
 
 /// One processed entry of a directory.
@@ -104,13 +102,7 @@ impl Walker<'_> {
             }
         }
         let tree = DirTree::new(files, dirs).map_err(|e| at_entry(e, &shown.display()))?;
-        let ctx = self.ctx;
-        let meta_id = ctx.txn.write_dirmeta(&meta)?;
-        ctx.note_written(ObjectKind::DirMeta, meta_id.0)?;
-        let tree_id = ctx.txn.write_dirtree(&tree)?;
-        ctx.note_written(ObjectKind::DirTree, tree_id.0)?;
-        Counters::add(&ctx.counters.dirs, 1);
-        Ok((tree_id, meta_id))
+        self.ctx.write_dir(&tree, &meta)
     }
 
     fn entry(

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{Counters, Ctx};
+use super::Ctx;
 use crate::error::Result;
 use crate::id::{DirMetaId, DirTreeId, FileId};
-use crate::object::{DirMeta, DirTree, EntryName, ObjectKind, Xattrs};
+use crate::object::{DirMeta, DirTree, EntryName, Xattrs};
 
 /// One entry of a directory.
 pub(crate) enum MemNode {
@@ -44,12 +44,7 @@ impl MemDir {
             None => default_dirmeta(ctx)?,
         };
         let tree = DirTree::new(files, dirs)?;
-        let meta_id = ctx.txn.write_dirmeta(&meta)?;
-        ctx.note_written(ObjectKind::DirMeta, meta_id.0)?;
-        let tree_id = ctx.txn.write_dirtree(&tree)?;
-        ctx.note_written(ObjectKind::DirTree, tree_id.0)?;
-        Counters::add(&ctx.counters.dirs, 1);
-        Ok((tree_id, meta_id))
+        ctx.write_dir(&tree, &meta)
     }
 }
 

@@ -34,14 +34,12 @@ mod memtree;
 mod queue;
 mod tar;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use crate::error::{Error, IoResultExt, Result};
-use crate::id::{CommitId, ObjectId};
-use crate::object::{Commit, EntryName, ObjectKind};
+use crate::id::CommitId;
+use crate::object::{Commit, EntryName};
 use crate::repo::{RefName, Repo, Transaction};
 
 /// Deepest directory nesting accepted in a source tree.
@@ -209,7 +207,6 @@ pub fn commit(repo: &Repo, source: &Source, opts: &CommitOptions) -> Result<Comm
         txn: &txn,
         opts,
         counters: Counters::default(),
-        new_objects: Mutex::new(HashSet::new()),
     };
     let (root_tree, root_meta) = match source {
         Source::Dir(path) => {
@@ -245,13 +242,11 @@ pub fn commit(repo: &Repo, source: &Source, opts: &CommitOptions) -> Result<Comm
         root_meta,
     };
     let id = txn.write_commit(&c)?;
-    ctx.note_written(ObjectKind::Commit, id.0)?;
     if let Some(key) = &opts.sign_with {
         let entry = crate::sign::signature_entry(key, &id)?;
         txn.write_signatures(&id, crate::object::Signatures(vec![entry]))?;
     }
     let stats = ctx.stats();
-    drop(ctx);
     match &opts.branch {
         Some(b) => txn.commit_and_set_ref(b, &id)?,
         None => txn.commit()?,
@@ -264,7 +259,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) txn: &'a Transaction<'a>,
     pub(crate) opts: &'a CommitOptions,
     pub(crate) counters: Counters,
-    new_objects: Mutex<HashSet<(ObjectKind, ObjectId)>>,
 }
 
 /// Running totals, updated from many threads.
@@ -283,16 +277,16 @@ impl Counters {
 }
 
 impl Ctx<'_> {
-    /// Record an object just written through the transaction: if the repository did not
-    /// have it before, it counts as new (once).
-    pub(crate) fn note_written(&self, kind: ObjectKind, id: ObjectId) -> Result<()> {
-        if !self.txn.repo().has_object(kind, &id)? {
-            self.new_objects
-                .lock()
-                .expect("poisoned")
-                .insert((kind, id));
-        }
-        Ok(())
+    /// Write a directory's listing and metadata (after its children).
+    pub(crate) fn write_dir(
+        &self,
+        tree: &crate::object::DirTree,
+        meta: &crate::object::DirMeta,
+    ) -> Result<(crate::id::DirTreeId, crate::id::DirMetaId)> {
+        let meta_id = self.txn.write_dirmeta(meta)?;
+        let tree_id = self.txn.write_dirtree(tree)?;
+        Counters::add(&self.counters.dirs, 1);
+        Ok((tree_id, meta_id))
     }
 
     fn stats(&self) -> CommitStats {
@@ -302,7 +296,7 @@ impl Ctx<'_> {
             dirs: c.dirs.load(Ordering::Relaxed),
             symlinks: c.symlinks.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
-            objects_written: self.new_objects.lock().expect("poisoned").len() as u64,
+            objects_written: self.txn.new_objects() as u64,
         }
     }
 }
@@ -334,10 +328,7 @@ impl<R: std::io::Read> SourceRead<R> {
         shown: &dyn std::fmt::Display,
     ) -> Result<crate::id::FileId> {
         match ctx.txn.write_file(header, &mut self) {
-            Ok(id) => {
-                ctx.note_written(ObjectKind::File, id.0)?;
-                Ok(id)
-            }
+            Ok(id) => Ok(id),
             Err(e) => match self.problem {
                 Some((kind, msg)) => Err(Error::Io {
                     path: PathBuf::from(shown.to_string()),

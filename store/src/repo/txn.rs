@@ -123,6 +123,11 @@ impl Transaction<'_> {
         self.repo.path().join("tmp").join(&self.name)
     }
 
+    /// How many objects this transaction has added that the repository lacked.
+    pub fn new_objects(&self) -> usize {
+        self.staged.lock().expect("poisoned").len()
+    }
+
     /// Whether an object is already in the repository or staged here.
     pub fn has_object(&self, kind: ObjectKind, id: &ObjectId) -> Result<bool> {
         if self
