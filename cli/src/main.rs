@@ -43,6 +43,7 @@ enum Command {
     Checkout(cmd::checkout::Args),
     Fsck(cmd::fsck::Args),
     Prune(cmd::prune::Args),
+    Publish(cmd::publish::Args),
     Serve(cmd::serve::Args),
 }
 
@@ -61,6 +62,7 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Checkout(a) => cmd::checkout::run(a, out),
         Command::Fsck(a) => cmd::fsck::run(a, out),
         Command::Prune(a) => cmd::prune::run(a, out),
+        Command::Publish(a) => cmd::publish::run(a, out),
         Command::Serve(a) => cmd::serve::run(a, out),
     }
 }

@@ -242,6 +242,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The summary already in a publish directory cannot be read, so the serial the next
+    /// one must exceed is unknown.
+    #[error("previous summary {}: {reason}; refusing to publish, since the serial must only grow (move the file away to start again at serial 1)", path.display())]
+    PreviousSummary {
+        /// The summary file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A persisted summary trust state file is damaged. Trust is never reset silently:
     /// repair or remove the file deliberately.
     #[error("summary trust state {}: {reason}", path.display())]

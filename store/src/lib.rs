@@ -26,6 +26,7 @@ pub mod id;
 pub mod object;
 pub mod pack;
 pub mod prune;
+pub mod publish;
 pub mod repo;
 pub mod sign;
 pub mod summary;

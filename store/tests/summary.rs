@@ -10,7 +10,7 @@ use store::sign::{
 };
 use store::summary::{
     load_trust_state, parse_signed, save_trust_state, sign_summary, summary_message,
-    verify_summary, DeltaEntry, RefEntry, Summary, TrustState, MAX_SUMMARY_SIZE,
+    verify_summary, DeltaEntry, PackEntry, RefEntry, Summary, TrustState, MAX_SUMMARY_SIZE,
 };
 use store::{Error, RefName};
 
@@ -47,6 +47,10 @@ fn sample(serial: u64) -> Summary {
                 version: Some("2.1.0".into()),
                 timestamp: T0 - 3600,
                 download_size: 123_456_789,
+                chunk_index_id: ObjectId::from_bytes([0x55; 32]),
+                chunk_index_size: 1000,
+                signatures_id: ObjectId::from_bytes([0x66; 32]),
+                signatures_size: 200,
             },
             RefEntry {
                 name: RefName::new("os/x86_64/testing").unwrap(),
@@ -54,8 +58,18 @@ fn sample(serial: u64) -> Summary {
                 version: None,
                 timestamp: T0 - 60,
                 download_size: 42,
+                chunk_index_id: ObjectId::from_bytes([0x77; 32]),
+                chunk_index_size: 77,
+                signatures_id: ObjectId::from_bytes([0x66; 32]),
+                signatures_size: 200,
             },
         ],
+        packs: vec![PackEntry {
+            id: ObjectId::from_bytes([0x88; 32]),
+            size: 1 << 20,
+            index_id: ObjectId::from_bytes([0x99; 32]),
+            index_size: 4949,
+        }],
         deltas: vec![DeltaEntry {
             from: cid(0x11),
             to: cid(0x22),
@@ -131,20 +145,27 @@ fn round_trip() {
 
 /// The signed file of `sample(7)` signed by the keys with seeds 1 and 2. ed25519 is
 /// deterministic, so this pins the body encoding, the envelope and the signing message.
-/// If it fails the format changed: bump the version and update `docs/transport.md`.
+/// If it fails the format changed: update `docs/transport.md` (and, once deployed, bump
+/// the version).
 const GOLDEN: &str = concat!(
-    "55535346013c0100005553554d01070000000000000000f15365000000008042556500000000020000001000",
+    "5553534601300200005553554d01070000000000000000f15365000000008042556500000000020000001000",
     "00006f732f7838365f36342f737461626c652222222222222222222222222222222222222222222222222222",
-    "2222222222220105000000322e312e30f0e253650000000015cd5b0700000000110000006f732f7838365f36",
-    "342f74657374696e67333333333333333333333333333333333333333333333333333333333333333300c4f0",
-    "5365000000002a00000000000000010000001111111111111111111111111111111111111111111111111111",
-    "1111111111112222222222222222222222222222222222222222222222222222222222222222001000000000",
-    "0000444444444444444444444444444444444444444444444444444444444444444401000000050000007469",
-    "746c650a0000004578616d706c65204f53020000008139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37",
-    "a25df60f5b8fc9b3945a00d2785b292c5920bed54e8133bd8225c158a5a294bddebb1bd36834a254917a47a8",
-    "cd788278d5a086189dcadf1cea4e881271aadd74f791f4acf977afee058a88e3dd7409f195fd52db2d3cba5d",
-    "72ca6709bf1d94121bf3748801b40f6f5c67444ba297b332db9e5eec8959098b2c1bdbe9f0e7874307241d5c",
-    "2dff6be3d90bc7e7d5b907b04047baf2452024971204c9223197f7d211adb187ac4e4d7c06",
+    "2222222222220105000000322e312e30f0e253650000000015cd5b0700000000555555555555555555555555",
+    "5555555555555555555555555555555555555555e80300000000000066666666666666666666666666666666",
+    "66666666666666666666666666666666c800000000000000110000006f732f7838365f36342f74657374696e",
+    "67333333333333333333333333333333333333333333333333333333333333333300c4f05365000000002a00",
+    "00000000000077777777777777777777777777777777777777777777777777777777777777774d0000000000",
+    "00006666666666666666666666666666666666666666666666666666666666666666c8000000000000000100",
+    "0000888888888888888888888888888888888888888888888888888888888888888800001000000000009999",
+    "9999999999999999999999999999999999999999999999999999999999995513000000000000010000001111",
+    "1111111111111111111111111111111111111111111111111111111111112222222222222222222222222222",
+    "2222222222222222222222222222222222220010000000000000444444444444444444444444444444444444",
+    "444444444444444444444444444401000000050000007469746c650a0000004578616d706c65204f53020000",
+    "008139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394ceaa360fa2d69638b7d007",
+    "179aed674870c2f3341c4147bed66735bf2c48c335757cb86b1b6f7288f903e6fdab8e6e81c7c047a103171a",
+    "a7bb5920cc840dce0c8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5cfd10bf",
+    "cf3330e7400a0e219467761f2a10f9765ec44502109ea4e09c5b93c6abfe4b08a982a7657df96edb6ad91232",
+    "230d74c04d182f1d990b03b573ffd7fd07",
 );
 
 #[test]
@@ -709,42 +730,69 @@ fn arb_summary() -> impl Strategy<Value = Summary> {
         (any::<u64>(), any::<[u8; 32]>()),
         0..4,
     );
+    let packs = prop::collection::btree_map(
+        any::<[u8; 32]>(),
+        (any::<u64>(), any::<[u8; 32]>(), any::<u64>()),
+        0..4,
+    );
     let meta = prop::collection::btree_map("[a-z.]{1,10}", ".{0,20}", 0..4);
-    (any::<u64>(), 0..u64::MAX, 1..u64::MAX, refs, deltas, meta).prop_map(
-        |(serial, timestamp, span, refs, deltas, meta)| Summary {
-            serial,
-            timestamp,
-            expires: timestamp.saturating_add(span).max(timestamp + 1),
-            refs: refs
-                .into_iter()
-                .map(|(n, (c, version, timestamp, download_size))| RefEntry {
-                    name: RefName::new(n).unwrap(),
-                    commit: CommitId(ObjectId::from_bytes(c)),
-                    version,
-                    timestamp,
-                    download_size,
-                })
-                .collect(),
-            deltas: deltas
-                .into_iter()
-                .filter(|((f, t), _)| f != t)
-                .map(|((f, t), (size, id))| {
-                    let wide = |b: [u8; 2]| {
-                        let mut x = [0u8; 32];
-                        x[..2].copy_from_slice(&b);
-                        CommitId(ObjectId::from_bytes(x))
-                    };
-                    DeltaEntry {
-                        from: wide(f),
-                        to: wide(t),
-                        size,
-                        id: ObjectId::from_bytes(id),
-                    }
-                })
-                .collect(),
-            metadata: meta.into_iter().collect(),
-        },
+    (
+        any::<u64>(),
+        0..u64::MAX,
+        1..u64::MAX,
+        refs,
+        packs,
+        deltas,
+        meta,
     )
+        .prop_map(
+            |(serial, timestamp, span, refs, packs, deltas, meta)| Summary {
+                serial,
+                timestamp,
+                expires: timestamp.saturating_add(span).max(timestamp + 1),
+                refs: refs
+                    .into_iter()
+                    .map(|(n, (c, version, timestamp, download_size))| RefEntry {
+                        name: RefName::new(n).unwrap(),
+                        commit: CommitId(ObjectId::from_bytes(c)),
+                        version,
+                        timestamp,
+                        download_size,
+                        chunk_index_id: ObjectId::from_bytes(c),
+                        chunk_index_size: download_size / 2,
+                        signatures_id: ObjectId::from_bytes([0x66; 32]),
+                        signatures_size: 8,
+                    })
+                    .collect(),
+                packs: packs
+                    .into_iter()
+                    .map(|(id, (size, index_id, index_size))| PackEntry {
+                        id: ObjectId::from_bytes(id),
+                        size,
+                        index_id: ObjectId::from_bytes(index_id),
+                        index_size,
+                    })
+                    .collect(),
+                deltas: deltas
+                    .into_iter()
+                    .filter(|((f, t), _)| f != t)
+                    .map(|((f, t), (size, id))| {
+                        let wide = |b: [u8; 2]| {
+                            let mut x = [0u8; 32];
+                            x[..2].copy_from_slice(&b);
+                            CommitId(ObjectId::from_bytes(x))
+                        };
+                        DeltaEntry {
+                            from: wide(f),
+                            to: wide(t),
+                            size,
+                            id: ObjectId::from_bytes(id),
+                        }
+                    })
+                    .collect(),
+                metadata: meta.into_iter().collect(),
+            },
+        )
 }
 
 proptest! {

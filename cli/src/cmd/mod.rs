@@ -10,6 +10,7 @@ pub mod key;
 pub mod log;
 pub mod ls;
 pub mod prune;
+pub mod publish;
 pub mod refs;
 pub mod serve;
 pub mod show;

@@ -4,9 +4,10 @@
 use ed25519_dalek::Signer;
 
 use super::{
-    DeltaEntry, RefEntry, Summary, MAX_METADATA_KEY, MAX_METADATA_VALUE, MAX_SUMMARY_DELTAS,
-    MAX_SUMMARY_METADATA, MAX_SUMMARY_REFS, MAX_SUMMARY_SIGNATURES, MAX_SUMMARY_SIZE, MAX_VERSION,
-    SIGNED_SUMMARY_TAG, SUMMARY_TAG, SUMMARY_VERSION,
+    DeltaEntry, PackEntry, RefEntry, Summary, MAX_METADATA_KEY, MAX_METADATA_VALUE,
+    MAX_SUMMARY_DELTAS, MAX_SUMMARY_METADATA, MAX_SUMMARY_PACKS, MAX_SUMMARY_REFS,
+    MAX_SUMMARY_SIGNATURES, MAX_SUMMARY_SIZE, MAX_VERSION, SIGNED_SUMMARY_TAG, SUMMARY_TAG,
+    SUMMARY_VERSION,
 };
 use crate::error::{Error, Result};
 use crate::id::{CommitId, ID_LEN};
@@ -14,8 +15,11 @@ use crate::object::{Decoder, Encoder, SignatureEntry};
 use crate::repo::RefName;
 use crate::sign::{SigningKey, SUMMARY_SIGNATURE_DOMAIN};
 
-/// Smallest encoded ref entry: empty name length, id, version flag, two u64s.
-const MIN_REF_ENTRY: usize = 4 + ID_LEN + 1 + 8 + 8;
+/// Smallest encoded ref entry: empty name length, id, version flag, two u64s, then two
+/// (id, u64) pins (chunk index, signatures).
+const MIN_REF_ENTRY: usize = 4 + ID_LEN + 1 + 8 + 8 + 2 * (ID_LEN + 8);
+/// An encoded pack entry: (id, u64) for the pack, then for its index.
+const PACK_ENTRY: usize = 2 * (ID_LEN + 8);
 /// An encoded delta entry: two ids, a u64, an id.
 const DELTA_ENTRY: usize = 3 * ID_LEN + 8;
 /// Smallest encoded metadata entry: two empty strings.
@@ -85,6 +89,17 @@ impl Summary {
             }
             e.u64(r.timestamp);
             e.u64(r.download_size);
+            e.raw(r.chunk_index_id.as_bytes());
+            e.u64(r.chunk_index_size);
+            e.raw(r.signatures_id.as_bytes());
+            e.u64(r.signatures_size);
+        }
+        e.count(self.packs.len());
+        for p in &self.packs {
+            e.raw(p.id.as_bytes());
+            e.u64(p.size);
+            e.raw(p.index_id.as_bytes());
+            e.u64(p.index_size);
         }
         e.count(self.deltas.len());
         for d in &self.deltas {
@@ -131,6 +146,20 @@ impl Summary {
                 version,
                 timestamp: d.u64()?,
                 download_size: d.u64()?,
+                chunk_index_id: d.id()?,
+                chunk_index_size: d.u64()?,
+                signatures_id: d.id()?,
+                signatures_size: d.u64()?,
+            });
+        }
+        let n = d.count(MAX_SUMMARY_PACKS, PACK_ENTRY)?;
+        let mut packs = Vec::with_capacity(n);
+        for _ in 0..n {
+            packs.push(PackEntry {
+                id: d.id()?,
+                size: d.u64()?,
+                index_id: d.id()?,
+                index_size: d.u64()?,
             });
         }
         let n = d.count(MAX_SUMMARY_DELTAS, DELTA_ENTRY)?;
@@ -156,6 +185,7 @@ impl Summary {
             timestamp,
             expires,
             refs,
+            packs,
             deltas,
             metadata,
         };

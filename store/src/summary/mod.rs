@@ -26,10 +26,12 @@
 //! The format is specified in `docs/transport.md`.
 
 mod encode;
+mod packs;
 mod state;
 mod verify;
 
 pub use encode::{parse_signed, sign_summary, summary_message, SignedSummary};
+pub use packs::PackEntry;
 pub use state::{load_trust_state, save_trust_state};
 pub use verify::{verify_summary, TrustState, Verified};
 
@@ -49,6 +51,8 @@ pub const MAX_SUMMARY_SIZE: u64 = 16 * 1024 * 1024;
 pub const MAX_SUMMARY_SIGNATURES: usize = 16;
 /// Most refs a summary may list.
 pub const MAX_SUMMARY_REFS: usize = 1 << 16;
+/// Most packs a summary may list.
+pub const MAX_SUMMARY_PACKS: usize = 1 << 16;
 /// Most deltas a summary may list.
 pub const MAX_SUMMARY_DELTAS: usize = 1 << 16;
 /// Most metadata entries a summary may carry.
@@ -71,8 +75,18 @@ pub struct RefEntry {
     pub version: Option<String>,
     /// The commit's timestamp (unix seconds).
     pub timestamp: u64,
-    /// Bytes a client with nothing fetches to get this commit.
+    /// Bytes a client with nothing fetches to get this commit: the sum of the stored
+    /// lengths of its blobs (commit, dirtrees, dirmetas, file headers, distinct chunks).
     pub download_size: u64,
+    /// BLAKE3 of the commit's chunk index file (`chunks/<commit-id>.cidx`).
+    pub chunk_index_id: ObjectId,
+    /// Size of that file in bytes.
+    pub chunk_index_size: u64,
+    /// BLAKE3 of the commit's signature set file (`sigs/<signatures-id>.sig`, a `USIG`
+    /// set as stored beside the commit).
+    pub signatures_id: ObjectId,
+    /// Size of that file in bytes.
+    pub signatures_size: u64,
 }
 
 /// One static delta on offer.
@@ -100,6 +114,8 @@ pub struct Summary {
     pub expires: u64,
     /// Published refs, sorted by name, unique.
     pub refs: Vec<RefEntry>,
+    /// The packs holding the refs' blobs, sorted by pack id, unique.
+    pub packs: Vec<PackEntry>,
     /// Static deltas, sorted by `(from, to)`, unique, `from != to`.
     pub deltas: Vec<DeltaEntry>,
     /// Free-form key/value pairs, sorted by key, keys unique and non-empty.
@@ -119,6 +135,17 @@ impl Summary {
         }
         if self.refs.len() > MAX_SUMMARY_REFS {
             return bad(format!("more than {MAX_SUMMARY_REFS} refs"));
+        }
+        if self.packs.len() > MAX_SUMMARY_PACKS {
+            return bad(format!("more than {MAX_SUMMARY_PACKS} packs"));
+        }
+        for w in self.packs.windows(2) {
+            if w[0].id >= w[1].id {
+                return bad(format!(
+                    "packs not sorted or not unique: {} then {}",
+                    w[0].id, w[1].id
+                ));
+            }
         }
         if self.deltas.len() > MAX_SUMMARY_DELTAS {
             return bad(format!("more than {MAX_SUMMARY_DELTAS} deltas"));
@@ -184,6 +211,14 @@ impl Summary {
             .binary_search_by(|r| r.name.as_str().as_bytes().cmp(name.as_str().as_bytes()))
             .ok()
             .map(|i| &self.refs[i])
+    }
+
+    /// The entry of a pack, if the summary lists it.
+    pub fn find_pack(&self, id: &ObjectId) -> Option<&PackEntry> {
+        self.packs
+            .binary_search_by(|p| p.id.cmp(id))
+            .ok()
+            .map(|i| &self.packs[i])
     }
 
     /// The delta from one commit to another, if the summary offers it.

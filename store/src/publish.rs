@@ -1,0 +1,409 @@
+//! Publishing an archive repository as the static layout devices read
+//! (`docs/transport.md`): packs and their indexes, a chunk index and a signature set per
+//! published commit, and the signed summary that pins them all.
+//!
+//! [`publish`] is incremental and safe for readers. Every blob already in a pack under
+//! `DIR/packs` is left there and never packed again; packs, indexes, chunk indexes and
+//! signature sets are written (each durably) before the summary, and the summary is
+//! replaced last, atomically, so a reader never sees a summary naming a file that is not
+//! yet there. Published packs are never rewritten or removed (pruning them is not done
+//! here: packs no longer needed by any ref stay, unlisted, in `DIR/packs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::durable;
+use crate::error::{Error, IoResultExt, Result};
+use crate::id::ObjectId;
+use crate::pack::{pack_commit_with, BlobKind, ChunkIndex, PackIndex, PackInfo, PackWriterOptions};
+use crate::repo::{Repo, RepoMode};
+use crate::sign::load_secret_key;
+use crate::summary::{parse_signed, sign_summary, PackEntry, RefEntry, Summary, MAX_SUMMARY_SIZE};
+
+/// Name of the signed summary file in a published directory.
+pub const SUMMARY_FILE: &str = "summary";
+/// Directory of the commit signature sets (`sigs/<signatures-id>.sig`).
+pub const SIGS_DIR: &str = "sigs";
+/// Default validity of a published summary: 7 days.
+pub const DEFAULT_EXPIRY: u64 = 7 * 86_400;
+
+/// Largest pack index read back from a published directory (10 million entries).
+const MAX_INDEX_FILE: u64 = 49 + 49 * crate::pack::MAX_ENTRIES as u64;
+
+/// How [`publish`] runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// The secret key file that signs the summary (loaded before anything is written).
+    pub key: PathBuf,
+    /// Seconds from now until the summary expires (at least 1).
+    pub expires_in: u64,
+    /// The directory to publish into; `None` publishes into the repository itself.
+    pub output: Option<PathBuf>,
+    /// "Now" in unix seconds; `None` reads the system clock.
+    pub now: Option<u64>,
+    /// How new packs are written.
+    pub pack: PackWriterOptions,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        PublishOptions {
+            key: PathBuf::new(),
+            expires_in: DEFAULT_EXPIRY,
+            output: None,
+            now: None,
+            pack: PackWriterOptions::default(),
+        }
+    }
+}
+
+/// What [`publish`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishReport {
+    /// The directory published into.
+    pub output: PathBuf,
+    /// The summary written.
+    pub summary: Summary,
+    /// Size of the signed summary file.
+    pub summary_size: u64,
+    /// The packs written by this run (none when everything was already packed).
+    pub packs_written: Vec<PackInfo>,
+    /// Blobs added to new packs.
+    pub blobs_written: u64,
+    /// Packs present before this run that no published ref needs any more (left in place).
+    pub packs_unused: usize,
+}
+
+/// One blob's place in the published packs.
+#[derive(Clone, Copy)]
+struct Location {
+    pack: ObjectId,
+    stored_len: u32,
+}
+
+/// A published pack and its index, pinned.
+struct Known {
+    entry: PackEntry,
+    existed: bool,
+}
+
+/// Publish every ref of the archive repository `repo` (see the module documentation).
+///
+/// Refuses a repository that is not in archive mode, an unreadable key, and a directory
+/// whose previous summary cannot be parsed ([`Error::PreviousSummary`]), all before writing
+/// anything. The new summary's serial is the previous one plus 1 (1 for a first publish).
+pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
+    if repo.mode() != RepoMode::Archive {
+        return Err(Error::Repo {
+            path: repo.path().to_path_buf(),
+            reason: format!(
+                "publish needs an archive-mode repository, this one is {}",
+                repo.mode()
+            ),
+        });
+    }
+    let key = load_secret_key(&opts.key)?;
+    if opts.expires_in == 0 {
+        return Err(Error::invalid(
+            "summary expiry",
+            "must be at least 1 second",
+        ));
+    }
+    let now = opts.now.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let expires = now
+        .checked_add(opts.expires_in)
+        .ok_or_else(|| Error::invalid("summary expiry", "now + expiry overflows a 64-bit time"))?;
+    let out = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| repo.path().to_path_buf());
+    // Hold off a prune for the whole run: it must not delete what is being packed.
+    let _lock = repo.lock_shared()?;
+
+    let serial = match previous_serial(&out)? {
+        None => 1,
+        Some(s) => s.checked_add(1).ok_or_else(|| Error::PreviousSummary {
+            path: out.join(SUMMARY_FILE),
+            reason: "its serial is already the largest possible".into(),
+        })?,
+    };
+    let refs = repo.list_refs()?;
+
+    std::fs::create_dir_all(&out).at_path(&out)?;
+    let root = rustix::fs::open(
+        &out,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .at_path(&out)?;
+    let packs_path = out.join("packs");
+    let packs_fd = durable::mkdir_all_at(root.as_fd(), Path::new("packs"), &packs_path)?;
+    let sigs_path = out.join(SIGS_DIR);
+    let sigs_fd = durable::mkdir_all_at(root.as_fd(), Path::new(SIGS_DIR), &sigs_path)?;
+
+    let mut packs: BTreeMap<ObjectId, Known> = BTreeMap::new();
+    let mut blobs: HashMap<(BlobKind, ObjectId), Location> = HashMap::new();
+    for (id, index, index_id, index_size) in existing_indexes(packs_fd.as_fd(), &packs_path)? {
+        add_pack(&mut packs, &mut blobs, &index, index_id, index_size, true);
+        debug_assert_eq!(packs[&id].entry.id, id);
+    }
+
+    let mut entries = Vec::with_capacity(refs.len());
+    let mut packs_written = Vec::new();
+    let mut blobs_written = 0;
+    let mut used: BTreeMap<ObjectId, ()> = BTreeMap::new();
+    for (name, commit) in refs {
+        let outcome = {
+            let known = &blobs;
+            pack_commit_with(
+                repo,
+                &commit,
+                &out,
+                &|kind, id| known.contains_key(&(kind, *id)),
+                opts.pack,
+            )?
+        };
+        for p in &outcome.packs {
+            let name = p.index_file_name();
+            let bytes = read_file_at(packs_fd.as_fd(), &name, &packs_path.join(&name))?;
+            let index = PackIndex::decode(&bytes)?;
+            add_pack(
+                &mut packs,
+                &mut blobs,
+                &index,
+                ObjectId::of(&bytes),
+                bytes.len() as u64,
+                false,
+            );
+        }
+        blobs_written += outcome.blobs_written;
+        packs_written.extend(outcome.packs);
+
+        let cidx = outcome.chunk_index.encode();
+        let sigs = repo.read_signatures(&commit)?.encode();
+        let signatures_id = ObjectId::of(&sigs);
+        let sig_name = format!("{signatures_id}.sig");
+        let sig_path = sigs_path.join(&sig_name);
+        match rustix::fs::statat(
+            sigs_fd.as_fd(),
+            sig_name.as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            // Named by its hash: an existing file already holds these bytes.
+            Ok(_) => {}
+            Err(Errno::NOENT) => {
+                durable::write_atomic(sigs_fd.as_fd(), &sig_name, &sigs, 0o644, &sig_path)?
+            }
+            Err(e) => return Err(e).at_path(&sig_path),
+        }
+
+        let c = repo.read_commit(&commit)?;
+        let download_size = download_size(&outcome.chunk_index, &blobs, &mut used)?;
+        entries.push(RefEntry {
+            name,
+            commit,
+            version: c
+                .metadata
+                .iter()
+                .find(|(k, _)| k == "version")
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty() && v.len() <= crate::summary::MAX_VERSION),
+            timestamp: c.timestamp,
+            download_size,
+            chunk_index_id: ObjectId::of(&cidx),
+            chunk_index_size: cidx.len() as u64,
+            signatures_id,
+            signatures_size: sigs.len() as u64,
+        });
+    }
+    entries.sort_by(|a, b| a.name.as_str().as_bytes().cmp(b.name.as_str().as_bytes()));
+
+    let packs_unused = packs
+        .iter()
+        .filter(|(id, k)| k.existed && !used.contains_key(*id))
+        .count();
+    let summary = Summary {
+        serial,
+        timestamp: now,
+        expires,
+        refs: entries,
+        packs: used.keys().map(|id| packs[id].entry).collect(),
+        deltas: Vec::new(),
+        metadata: Vec::new(),
+    };
+    let file = sign_summary(&summary, &[&key])?;
+    // The directory entries of packs/, chunks/ and sigs/ become durable before the summary
+    // that relies on them.
+    rustix::fs::fsync(&root).at_path(&out)?;
+    durable::write_atomic(
+        root.as_fd(),
+        SUMMARY_FILE,
+        &file,
+        0o644,
+        &out.join(SUMMARY_FILE),
+    )?;
+    Ok(PublishReport {
+        output: out,
+        summary,
+        summary_size: file.len() as u64,
+        packs_written,
+        blobs_written,
+        packs_unused,
+    })
+}
+
+/// The serial of the summary already in `out`, if there is one. Its signatures are not
+/// checked (the publisher may have rotated keys); its structure and body must parse.
+fn previous_serial(out: &Path) -> Result<Option<u64>> {
+    let path = out.join(SUMMARY_FILE);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at_path(&path),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_SUMMARY_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .at_path(&path)?;
+    let parsed = parse_signed(&bytes).map_err(|e| Error::PreviousSummary {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(parsed.summary.serial))
+}
+
+fn add_pack(
+    packs: &mut BTreeMap<ObjectId, Known>,
+    blobs: &mut HashMap<(BlobKind, ObjectId), Location>,
+    index: &PackIndex,
+    index_id: ObjectId,
+    index_size: u64,
+    existed: bool,
+) {
+    let pack = *index.pack_id();
+    for e in index.entries() {
+        // The first pack seen keeps a blob: later duplicates are never needed.
+        blobs.entry((e.kind, e.id)).or_insert(Location {
+            pack,
+            stored_len: e.stored_len,
+        });
+    }
+    packs.insert(
+        pack,
+        Known {
+            entry: PackEntry {
+                id: pack,
+                size: index.pack_size(),
+                index_id,
+                index_size,
+            },
+            existed,
+        },
+    );
+}
+
+/// Every `<pack-id>.idx` in `packs/`, decoded, with the BLAKE3 and size of the index file.
+/// An index whose pack id is not its file name, or whose pack is missing or of another
+/// size, is refused: the published directory is damaged.
+fn existing_indexes(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+) -> Result<Vec<(ObjectId, PackIndex, ObjectId, u64)>> {
+    let mut names = Vec::new();
+    let fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(dir, 0).at_path(path)?;
+    for entry in rustix::fs::Dir::read_from(&fd).at_path(path)? {
+        let entry = entry.at_path(path)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".idx") {
+            if !name.starts_with('.') {
+                names.push((stem.to_owned(), name));
+            }
+        }
+    }
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for (stem, name) in names {
+        let shown = path.join(&name);
+        let damaged = |reason: String| Error::invalid(shown.display().to_string(), reason);
+        let id: ObjectId = stem
+            .parse()
+            .map_err(|_| damaged("not named <pack-id>.idx".into()))?;
+        let bytes = read_file_at(dir, &name, &shown)?;
+        if bytes.len() as u64 > MAX_INDEX_FILE {
+            return Err(damaged("larger than any pack index".into()));
+        }
+        let index = PackIndex::decode(&bytes)?;
+        if *index.pack_id() != id {
+            return Err(damaged(format!("names pack {}", index.pack_id())));
+        }
+        let pack_name = format!("{id}.pack");
+        let st = rustix::fs::statat(dir, pack_name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .at_path(path.join(&pack_name))?;
+        if st.st_size as u64 != index.pack_size() {
+            return Err(damaged(format!(
+                "its pack is {} bytes, the index says {}",
+                st.st_size,
+                index.pack_size()
+            )));
+        }
+        out.push((id, index, ObjectId::of(&bytes), bytes.len() as u64));
+    }
+    Ok(out)
+}
+
+fn read_file_at(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Vec<u8>> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .at_path(shown)?;
+    let mut bytes = Vec::new();
+    File::from(fd).read_to_end(&mut bytes).at_path(shown)?;
+    Ok(bytes)
+}
+
+/// The exact bytes a device with nothing fetches for the commit of `ci`: the stored
+/// length of its commit blob, every dirtree and dirmeta, every file header and every
+/// distinct chunk, each located in the published packs. Marks the packs used.
+fn download_size(
+    ci: &ChunkIndex,
+    blobs: &HashMap<(BlobKind, ObjectId), Location>,
+    used: &mut BTreeMap<ObjectId, ()>,
+) -> Result<u64> {
+    let mut total = 0u64;
+    let mut add = |kind: BlobKind, id: &ObjectId| -> Result<()> {
+        let loc = blobs.get(&(kind, *id)).ok_or_else(|| {
+            Error::invalid(
+                format!("published commit {}", ci.commit),
+                format!("{kind} {id} is in no pack"),
+            )
+        })?;
+        used.insert(loc.pack, ());
+        total += u64::from(loc.stored_len);
+        Ok(())
+    };
+    add(BlobKind::Commit, &ci.commit.0)?;
+    for (kind, id) in &ci.metadata {
+        add(*kind, id)?;
+    }
+    for f in &ci.files {
+        add(BlobKind::FileHeader, &f.id.0)?;
+    }
+    for id in ci.chunks().keys() {
+        add(BlobKind::Chunk, id)?;
+    }
+    Ok(total)
+}
