@@ -6,18 +6,23 @@
 # is something to install. Works as root, or through sudo otherwise.
 set -euo pipefail
 
+# What the test suite needs.
 PACKAGES=(
-    ostree        # the peer the store is compared with, and format cross-checks
+    gcc           # C compiler for the zstd and blake3 crates' C parts
     zstd          # the zstd CLI, to inspect archive objects by hand
-    casync        # chunking peer for the pack/chunk-index benches
-    nginx-light   # a plain static web server to serve repos in pull tests
     time          # GNU /usr/bin/time, for peak RSS (-f %M)
     strace        # crash tests kill `update commit` at chosen syscalls (fault injection)
     python3       # bench/store-bench.py
-    dpkg-dev      # dpkg-deb/dpkg -x are in dpkg; dpkg-dev adds tooling fixtures use
     git           # tests build git fixtures with it (update itself reads git with gix)
     tar           # GNU tar with --xattrs, for tar-source round trips
 )
+# What the benchmarks add (`--bench`): the peers they race.
+if [ "${1:-}" = --bench ]; then
+    PACKAGES+=(
+        ostree    # the peer the store is compared with
+        dpkg-dev  # dpkg -x unpacks the .debs the bench tree is made of
+    )
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

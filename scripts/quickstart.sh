@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/install-deps.sh
 cargo build --release -p update-cli
 update() { target/release/update "$@"; }
 
