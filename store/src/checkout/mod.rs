@@ -447,23 +447,6 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::write::object_rel_path;
-    use crate::id::{FileId, ObjectId};
-    use crate::object::ObjectKind;
-    use crate::repo::{Repo, RepoMode};
-
-    #[test]
-    fn object_rel_path_matches_the_repository_layout() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::init(dir.path().join("r"), RepoMode::Bare).unwrap();
-        let id = FileId(ObjectId::of(b"x"));
-        let expected = repo.object_path(ObjectKind::File, &id.0);
-        assert_eq!(
-            std::path::Path::new("objects").join(object_rel_path(&id)),
-            expected
-        );
-    }
-
     #[test]
     fn truncate_keeps_char_boundaries() {
         assert_eq!(super::truncate("aé", 2), "a");

@@ -25,7 +25,7 @@ use crate::id::{DirMetaId, DirTreeId, FileId};
 use crate::object::{
     DirMeta, DirTree, FileHasher, ObjectKind, Xattrs, PERM_MASK, S_IFLNK, S_IFMT, S_IFREG,
 };
-use crate::repo::{FileContent, Repo};
+use crate::repo::{object_rel, FileContent, Repo, RepoMode};
 
 const COPY_BUF: usize = 128 * 1024;
 
@@ -166,7 +166,7 @@ impl Writer<'_> {
     ) -> Result<()> {
         stats.files += 1;
         if self.hardlink.load(Ordering::Relaxed) {
-            let obj = object_rel_path(id);
+            let obj = object_rel(ObjectKind::File, RepoMode::Bare, &id.0);
             // A damaged store could hold a FIFO or device node at an object's path; a
             // cached lstat keeps it out of the tree for little cost.
             match rustix::fs::statat(
@@ -335,22 +335,3 @@ fn set_xattrs_fd(fd: BorrowedFd<'_>, xattrs: &Xattrs) -> rustix::io::Result<()> 
     }
     Ok(())
 }
-
-/// `xx/rest.file`: a bare file object's path below `objects/` (see `Repo::object_path`),
-/// built without the general helpers' allocations: this runs once per file.
-pub(super) fn object_rel_path(id: &FileId) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(2 * 32 + 1 + BARE_FILE_EXT.len());
-    for (i, b) in id.0.as_bytes().iter().enumerate() {
-        if i == 1 {
-            s.push('/');
-        }
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    s.push_str(BARE_FILE_EXT);
-    s
-}
-
-/// File name extension of a file object in a bare repository.
-const BARE_FILE_EXT: &str = ".file";

@@ -13,6 +13,7 @@ use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
 pub use lock::RepoLock;
+pub(crate) use objects::object_rel;
 pub use objects::FileContent;
 pub use refs::RefName;
 pub use txn::Transaction;

@@ -39,6 +39,25 @@ pub fn object_name(kind: ObjectKind, mode: RepoMode, id: &ObjectId) -> (String, 
     )
 }
 
+/// `XX/REST.EXT`: an object's path below `objects/`, the same place [`object_name`] names,
+/// as one string built without intermediate allocations (it runs once per object on the
+/// checkout and commit hot paths).
+pub(crate) fn object_rel(kind: ObjectKind, mode: RepoMode, id: &ObjectId) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let ext = extension(kind, mode);
+    let mut s = String::with_capacity(2 * 32 + 2 + ext.len());
+    for (i, b) in id.as_bytes().iter().enumerate() {
+        if i == 1 {
+            s.push('/');
+        }
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s.push('.');
+    s.push_str(ext);
+    s
+}
+
 /// The name of a commit's signature file, beside the commit object.
 pub fn signatures_name(id: &CommitId) -> (String, String) {
     let hex = id.0.to_hex();
@@ -75,8 +94,7 @@ impl Repo {
 
     /// Whether the object is present.
     pub fn has_object(&self, kind: ObjectKind, id: &ObjectId) -> Result<bool> {
-        let (dir, name) = object_name(kind, self.mode(), id);
-        let rel = format!("{dir}/{name}");
+        let rel = object_rel(kind, self.mode(), id);
         match rustix::fs::statat(self.objects_dir(), rel.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(_) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
@@ -88,10 +106,10 @@ impl Repo {
     pub fn read_metadata_bytes(&self, kind: ObjectKind, id: &ObjectId) -> Result<Vec<u8>> {
         debug_assert_ne!(kind, ObjectKind::File);
         let path = self.full_object_path(kind, id);
-        let (dir, name) = object_name(kind, self.mode(), id);
+        let rel = object_rel(kind, self.mode(), id);
         let fd = match rustix::fs::openat(
             self.objects_dir(),
-            format!("{dir}/{name}").as_str(),
+            rel.as_str(),
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
             Mode::empty(),
         ) {
@@ -183,8 +201,7 @@ impl Repo {
     pub fn read_file(&self, id: &FileId) -> Result<(FileHeader, FileContent)> {
         let kind = ObjectKind::File;
         let path = self.full_object_path(kind, &id.0);
-        let (dir, name) = object_name(kind, self.mode(), &id.0);
-        let rel = format!("{dir}/{name}");
+        let rel = object_rel(kind, self.mode(), &id.0);
         let missing = |e: Errno| match e {
             Errno::NOENT => Error::MissingObject { kind, id: id.0 },
             e => Error::Io {
@@ -396,4 +413,23 @@ fn read_capped(f: File, cap: u64) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
     f.take(cap + 1).read_to_end(&mut buf)?;
     Ok((buf.len() as u64 <= cap).then_some(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{object_name, object_rel};
+    use crate::id::ObjectId;
+    use crate::object::ObjectKind;
+    use crate::repo::RepoMode;
+
+    #[test]
+    fn object_rel_matches_object_name() {
+        let id = ObjectId::of(b"x");
+        for kind in ObjectKind::ALL {
+            for mode in [RepoMode::Bare, RepoMode::Archive] {
+                let (dir, name) = object_name(kind, mode, &id);
+                assert_eq!(object_rel(kind, mode, &id), format!("{dir}/{name}"));
+            }
+        }
+    }
 }
