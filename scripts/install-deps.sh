@@ -15,6 +15,8 @@ PACKAGES=(
     python3       # bench/store-bench.py
     git           # tests build git fixtures with it (update itself reads git with gix)
     tar           # GNU tar with --xattrs, for tar-source round trips
+    nginx-light   # tests serve published repos from a real nginx (tests/src/nginx.rs)
+    curl          # tests fetch from the served repos with a real HTTP(S) client
 )
 # What the benchmarks add (`--bench`): the peers they race.
 if [ "${1:-}" = --bench ]; then

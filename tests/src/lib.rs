@@ -10,13 +10,22 @@
 //! - [`snapshot`] walks a tree into a comparable model (path, type, mode, owner, size,
 //!   content hash, symlink target, xattrs, hardlink groups) and diffs two of them.
 //! - [`raw`] writes hand-made objects straight into a repository, to build hostile repos.
+//! - [`nginx`] runs Debian's nginx on 127.0.0.1 serving a directory, with its own config,
+//!   logs and temp paths in a temp dir, and parses its access log (method, path, status,
+//!   bytes, Range).
+//! - [`serve`] runs `update serve` on 127.0.0.1: plain, TLS or mutual TLS.
+//! - [`certs`] makes a test PKI with rcgen: a CA, a server certificate for
+//!   `localhost`/`127.0.0.1`, a client certificate, and an unrelated CA and client.
 //!
 //! Tests run as root (CI does): owners, device nodes and `trusted.*`/`security.*` xattrs
 //! need it. [`require_root`] fails a test with a clear message otherwise.
 
+pub mod certs;
 pub mod cli;
+pub mod nginx;
 pub mod random;
 pub mod raw;
+pub mod serve;
 pub mod snapshot;
 pub mod tree;
 
