@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Quick start: build `update`, then do a builder's whole job on a small tree and check
-# the result: make a signing key, commit the tree signed into an archive repo, verify,
-# inspect, commit a second version, diff, check out by copy and by hardlink from a bare
-# repo, and fsck.
+# Quick start: build `update`, then do a builder's and a device's whole job on a small
+# tree and check the result: make a signing key, commit the tree signed into an archive
+# repo, verify, publish it and serve it on 127.0.0.1; a device (a bare repo) adds the
+# remote with the key and pulls; the builder commits and publishes a second version (with
+# a static delta), the device pulls the update, checks it out by hardlinks and compares it
+# with the source; fsck both.
 #
 # Usage: scripts/quickstart.sh [WORKDIR] [SOURCE_TREE]
 #   WORKDIR      where repos and checkouts go (default: a new temp dir)
@@ -30,7 +32,34 @@ c1=$(update commit --repo "$work/repo" --branch demo/stable --subject "Demo 1.0"
 echo "commit $c1"
 update verify --repo "$work/repo" "$c1" --trusted-keys "$work/trusted"
 
-step "a second version: one file changed, one added"
+step "publish it, and serve it on 127.0.0.1"
+update publish --repo "$work/repo" --key "$work/release.key"
+port=""
+for _ in 1 2 3 4 5 6 7 8; do
+    p=$((20000 + RANDOM % 40000))
+    update serve --root "$work/repo" --listen "127.0.0.1:$p" --access-log "$work/serve.log" &
+    server=$!
+    for _ in $(seq 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+        kill -0 "$server" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$port" ] && break
+    kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
+done
+[ -n "$port" ] || { echo "quickstart: could not start update serve" >&2; exit 1; }
+trap 'kill "$server" 2>/dev/null || true' EXIT
+echo "serving $work/repo at http://127.0.0.1:$port/"
+
+step "a device: a bare repo, the remote with the release key, a pull"
+rm -rf "$work/device"
+update init --repo "$work/device" --mode bare
+update remote add --repo "$work/device" origin "http://127.0.0.1:$port/" \
+    --key "$work/release.key.pub"
+update pull --repo "$work/device" origin
+update log --repo "$work/device" origin:demo/stable
+
+step "a second version: one file changed, one added; published with a static delta"
 v2="$work/tree-v2"
 rm -rf "$v2" && cp -a "$src" "$v2"
 mkdir -p "$v2/usr/etc" && echo 'VERSION_ID=2.0' >>"$v2/usr/etc/os-release"
@@ -39,23 +68,23 @@ c2=$(update commit --repo "$work/repo" --branch demo/stable --subject "Demo 2.0"
     --version 2.0 --owner-uid 0 --owner-gid 0 --sign-with "$work/release.key" "$v2")
 update log --repo "$work/repo" demo/stable
 update diff --repo "$work/repo" "$c1" "$c2"
-update ls -R --repo "$work/repo" demo/stable
+update publish --repo "$work/repo" --key "$work/release.key"
+
+step "the device pulls the update and checks it out by hardlinks"
+update pull --repo "$work/device" origin
+rm -rf "$work/checkout-hardlink"
+update checkout --repo "$work/device" origin:demo/stable "$work/checkout-hardlink"
+diff -r --no-dereference "$v2" "$work/checkout-hardlink"
+echo "the device's checkout matches the source tree"
 
 step "check out by copy (archive repo)"
 rm -rf "$work/checkout-copy"
 update checkout --repo "$work/repo" demo/stable "$work/checkout-copy"
 diff -r --no-dereference "$v2" "$work/checkout-copy"
 echo "checkout matches the source tree"
-
-step "a bare repo (as on a device) and a hardlink checkout"
-[ -e "$work/bare/config" ] || update init --repo "$work/bare" --mode bare
-update commit --repo "$work/bare" --branch demo/stable --owner-uid 0 --owner-gid 0 "$v2" >/dev/null
-rm -rf "$work/checkout-hardlink"
-update checkout --repo "$work/bare" demo/stable "$work/checkout-hardlink"
-diff -r --no-dereference "$v2" "$work/checkout-hardlink"
-echo "hardlink checkout matches the source tree"
+echo "requests the device made: $(wc -l <"$work/serve.log")"
 
 step "fsck"
 update fsck --repo "$work/repo"
-update fsck --repo "$work/bare"
+update fsck --repo "$work/device"
 printf '\nDone. Everything is in %s\n' "$work"

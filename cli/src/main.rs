@@ -45,6 +45,10 @@ enum Command {
     Prune(cmd::prune::Args),
     Publish(cmd::publish::Args),
     Serve(cmd::serve::Args),
+    #[command(subcommand)]
+    Remote(cmd::remote::RemoteCommand),
+    Pull(cmd::pull::Args),
+    Mirror(cmd::mirror::Args),
 }
 
 fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -64,6 +68,9 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Prune(a) => cmd::prune::run(a, out),
         Command::Publish(a) => cmd::publish::run(a, out),
         Command::Serve(a) => cmd::serve::run(a, out),
+        Command::Remote(a) => cmd::remote::run(a, out),
+        Command::Pull(a) => cmd::pull::run(a, out),
+        Command::Mirror(a) => cmd::mirror::run(a, out),
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`Fetcher`]: the blocking facade over the HTTP and file backends.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use url::Url;
@@ -26,6 +27,8 @@ pub struct Fetcher {
     base: Url,
     cfg: Arc<FetchConfig>,
     backend: Backend,
+    /// Calls served by the file backend (HTTP counts its requests itself).
+    file_calls: AtomicU64,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -96,7 +99,30 @@ impl Fetcher {
             }
             _ => return Err(invalid("scheme must be http, https or file")),
         };
-        Ok(Fetcher { base, cfg, backend })
+        Ok(Fetcher {
+            base,
+            cfg,
+            backend,
+            file_calls: AtomicU64::new(0),
+        })
+    }
+
+    /// The repository's base URL (ends with `/`).
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// How many requests this fetcher has sent: HTTP requests (redirects and retries
+    /// included), or calls for a `file://` repository.
+    pub fn requests(&self) -> u64 {
+        match &self.backend {
+            Backend::File(_) => self.file_calls.load(Ordering::Relaxed),
+            Backend::Http { http, .. } => http.requests(),
+        }
+    }
+
+    fn count_file_call(&self) {
+        self.file_calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The full URL of a repository-relative `path`.
@@ -131,7 +157,10 @@ impl Fetcher {
     pub fn get(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, Error> {
         let url = self.url(path)?;
         match &self.backend {
-            Backend::File(root) => file::get(&root.join(path), url.as_str(), max_bytes),
+            Backend::File(root) => {
+                self.count_file_call();
+                file::get(&root.join(path), url.as_str(), max_bytes)
+            }
             Backend::Http { runtime, http } => {
                 Self::run(runtime, &self.cfg, &url, http.get(&url, max_bytes))
             }
@@ -151,6 +180,7 @@ impl Fetcher {
         let url = self.url(path)?;
         match &self.backend {
             Backend::File(root) => {
+                self.count_file_call();
                 file::get_ranges(&root.join(path), url.as_str(), ranges, max_total)
             }
             Backend::Http { runtime, http } => Self::run(
@@ -182,6 +212,7 @@ impl Fetcher {
         }
         match &self.backend {
             Backend::File(root) => {
+                self.count_file_call();
                 file::download_to(&root.join(path), url.as_str(), dest, expected_len)
             }
             Backend::Http { runtime, http } => Self::run(

@@ -39,6 +39,8 @@ pub(crate) struct Http {
     client: Client<WatchingConnector, Empty<Bytes>>,
     cfg: Arc<FetchConfig>,
     tls_seen: TlsSlot,
+    /// Requests sent, redirects and retries included.
+    requests: Arc<AtomicU64>,
 }
 
 /// Maps an error status to its typed error.
@@ -87,7 +89,13 @@ impl Http {
             client,
             cfg,
             tls_seen,
+            requests: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Requests sent so far, redirects and retries included.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     fn speed(&self) -> Speed {
@@ -121,6 +129,7 @@ impl Http {
                 url: current.to_string(),
                 reason: "not a valid request URI",
             })?;
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let sent = self.client.request(request);
             let response = if speed.limit > 0 && !speed.time.is_zero() {
                 tokio::time::timeout(head_timeout, sent)

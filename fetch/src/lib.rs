@@ -30,6 +30,8 @@ mod error;
 mod fetcher;
 mod file;
 mod http;
+pub mod mirror;
+pub mod pull;
 mod ranges;
 mod tls;
 

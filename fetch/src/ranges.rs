@@ -51,15 +51,22 @@ pub(crate) fn coalesce(ranges: &[(u64, u64)], gap: u64) -> Vec<Span> {
     out
 }
 
-/// Splits spans into requests: enough to use `max_parallel` connections, at most
-/// `max_per_request` spans each, neighbours kept together.
+/// Below this many bytes per request, spreading spans over parallel requests costs more
+/// round trips than it saves: small fetches go in as few requests as the range cap allows.
+pub(crate) const MIN_PARALLEL_BYTES: u64 = 1 << 20;
+
+/// Splits spans into requests: at most `max_per_request` spans each, neighbours kept
+/// together, and spread over up to `max_parallel` requests when there are at least
+/// [`MIN_PARALLEL_BYTES`] per request to share.
 pub(crate) fn group(spans: &[Span], max_parallel: usize, max_per_request: usize) -> Vec<Vec<Span>> {
     if spans.is_empty() {
         return Vec::new();
     }
     let max_per_request = max_per_request.max(1);
     let by_size = spans.len().div_ceil(max_per_request);
-    let requests = by_size.max(max_parallel.max(1).min(spans.len()));
+    let total: u64 = spans.iter().map(Span::len).sum();
+    let worth = usize::try_from(total.div_ceil(MIN_PARALLEL_BYTES)).unwrap_or(usize::MAX);
+    let requests = by_size.max(max_parallel.max(1).min(spans.len()).min(worth));
     let per = spans.len().div_ceil(requests);
     spans.chunks(per).map(<[Span]>::to_vec).collect()
 }
@@ -219,7 +226,10 @@ pub(crate) fn extract(ranges: &[(u64, u64)], pieces: &[(Span, Vec<u8>)]) -> Opti
 
 #[cfg(test)]
 mod tests {
-    use super::{coalesce, group, parse_content_range, parse_multipart, range_header, Span};
+    use super::{
+        coalesce, group, parse_content_range, parse_multipart, range_header, Span,
+        MIN_PARALLEL_BYTES,
+    };
 
     #[test]
     fn coalesces_near_and_overlapping_ranges() {
@@ -239,15 +249,33 @@ mod tests {
 
     #[test]
     fn groups_use_parallelism_and_cap_ranges_per_request() {
-        let spans: Vec<Span> = (0..10)
+        let mib = MIN_PARALLEL_BYTES;
+        let big: Vec<Span> = (0..10)
+            .map(|i| Span {
+                start: i * 2 * mib,
+                end: i * 2 * mib + mib,
+            })
+            .collect();
+        assert_eq!(group(&big, 4, 32).len(), 4);
+        assert_eq!(group(&big, 1, 3).len(), 4);
+        assert_eq!(group(&big[..1], 4, 32).len(), 1);
+        // Small fetches are not spread: one request, unless the range cap splits them.
+        let small: Vec<Span> = (0..10)
             .map(|i| Span {
                 start: i * 100,
                 end: i * 100 + 1,
             })
             .collect();
-        assert_eq!(group(&spans, 4, 32).len(), 4);
-        assert_eq!(group(&spans, 1, 3).len(), 4);
-        assert_eq!(group(&spans[..1], 4, 32).len(), 1);
+        assert_eq!(group(&small, 4, 32).len(), 1);
+        assert_eq!(group(&small, 4, 3).len(), 4);
+        // Three MiB in ten spans: three requests are worth it, not four.
+        let three: Vec<Span> = (0..10)
+            .map(|i| Span {
+                start: i * mib,
+                end: i * mib + 3 * mib / 10,
+            })
+            .collect();
+        assert_eq!(group(&three, 4, 32).len(), 3);
     }
 
     #[test]

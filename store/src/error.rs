@@ -260,6 +260,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// A remote does not exist, exists already, or its configuration is unusable.
+    #[error("remote '{name}': {reason}")]
+    Remote {
+        /// The remote's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Result with the store's [`Error`].

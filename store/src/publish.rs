@@ -8,10 +8,14 @@
 //! replaced last, atomically, so a reader never sees a summary naming a file that is not
 //! yet there. Published packs are never rewritten or removed (pruning them is not done
 //! here: packs no longer needed by any ref stay, unlisted, in `DIR/packs`).
+//!
+//! Static deltas (`DIR/deltas/<delta-id>.delta`, [`crate::static_delta`]) are written for
+//! the hops of [`DeltaPlan`] (by default each ref's parent → its head) before the summary
+//! lists them; a delta the previous summary already lists for the same hop is reused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufWriter, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,11 +25,15 @@ use rustix::io::Errno;
 
 use crate::durable;
 use crate::error::{Error, IoResultExt, Result};
-use crate::id::ObjectId;
+use crate::id::{CommitId, ObjectId};
+use crate::object::ObjectKind;
 use crate::pack::{pack_commit_with, BlobKind, ChunkIndex, PackIndex, PackInfo, PackWriterOptions};
 use crate::repo::{Repo, RepoMode};
 use crate::sign::load_secret_key;
-use crate::summary::{parse_signed, sign_summary, PackEntry, RefEntry, Summary, MAX_SUMMARY_SIZE};
+use crate::static_delta::{write_static_delta, StaticDeltaOptions, DELTAS_DIR, DELTA_EXTENSION};
+use crate::summary::{
+    parse_signed, sign_summary, DeltaEntry, PackEntry, RefEntry, Summary, MAX_SUMMARY_SIZE,
+};
 
 /// Name of the signed summary file in a published directory.
 pub const SUMMARY_FILE: &str = "summary";
@@ -50,6 +58,29 @@ pub struct PublishOptions {
     pub now: Option<u64>,
     /// How new packs are written.
     pub pack: PackWriterOptions,
+    /// Which static deltas to offer.
+    pub deltas: DeltaPlan,
+    /// How static deltas are compressed.
+    pub delta: StaticDeltaOptions,
+}
+
+/// Which static deltas [`publish`] writes and lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeltaPlan {
+    /// For each ref whose commit has a parent present in the repository, a delta
+    /// parent → head (default: true).
+    pub parents: bool,
+    /// For each of these commits, a delta from it to each ref's head (none to itself).
+    pub from: Vec<CommitId>,
+}
+
+impl Default for DeltaPlan {
+    fn default() -> Self {
+        DeltaPlan {
+            parents: true,
+            from: Vec::new(),
+        }
+    }
 }
 
 impl Default for PublishOptions {
@@ -60,6 +91,8 @@ impl Default for PublishOptions {
             output: None,
             now: None,
             pack: PackWriterOptions::default(),
+            deltas: DeltaPlan::default(),
+            delta: StaticDeltaOptions::default(),
         }
     }
 }
@@ -79,6 +112,10 @@ pub struct PublishReport {
     pub blobs_written: u64,
     /// Packs present before this run that no published ref needs any more (left in place).
     pub packs_unused: usize,
+    /// The static deltas written by this run.
+    pub deltas_written: Vec<DeltaEntry>,
+    /// Static deltas listed again from the previous summary, their files checked.
+    pub deltas_reused: usize,
 }
 
 /// One blob's place in the published packs.
@@ -131,7 +168,8 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
     // Hold off a prune for the whole run: it must not delete what is being packed.
     let _lock = repo.lock_shared()?;
 
-    let serial = match previous_serial(&out)? {
+    let previous = previous_summary(&out)?;
+    let serial = match previous.as_ref().map(|p| p.serial) {
         None => 1,
         Some(s) => s.checked_add(1).ok_or_else(|| Error::PreviousSummary {
             path: out.join(SUMMARY_FILE),
@@ -229,6 +267,16 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
     }
     entries.sort_by(|a, b| a.name.as_str().as_bytes().cmp(b.name.as_str().as_bytes()));
 
+    let hops = delta_hops(repo, &entries, &opts.deltas)?;
+    let (deltas, deltas_written, deltas_reused) = write_deltas(
+        repo,
+        root.as_fd(),
+        &out,
+        &hops,
+        previous.as_ref().map_or(&[][..], |p| &p.deltas[..]),
+        &opts.delta,
+    )?;
+
     let packs_unused = packs
         .iter()
         .filter(|(id, k)| k.existed && !used.contains_key(*id))
@@ -239,7 +287,7 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
         expires,
         refs: entries,
         packs: used.keys().map(|id| packs[id].entry).collect(),
-        deltas: Vec::new(),
+        deltas,
         metadata: Vec::new(),
     };
     let file = sign_summary(&summary, &[&key])?;
@@ -260,12 +308,139 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
         packs_written,
         blobs_written,
         packs_unused,
+        deltas_written,
+        deltas_reused,
     })
 }
 
-/// The serial of the summary already in `out`, if there is one. Its signatures are not
-/// checked (the publisher may have rotated keys); its structure and body must parse.
-fn previous_serial(out: &Path) -> Result<Option<u64>> {
+/// The hops to offer, sorted by `(from, to)` as the summary lists them.
+fn delta_hops(
+    repo: &Repo,
+    refs: &[RefEntry],
+    plan: &DeltaPlan,
+) -> Result<BTreeSet<(CommitId, CommitId)>> {
+    let mut hops = BTreeSet::new();
+    for r in refs {
+        if plan.parents {
+            if let Some(parent) = repo.read_commit(&r.commit)?.parent {
+                if repo.has_object(ObjectKind::Commit, &parent.0)? {
+                    hops.insert((parent, r.commit));
+                }
+            }
+        }
+        for from in &plan.from {
+            if *from != r.commit {
+                hops.insert((*from, r.commit));
+            }
+        }
+    }
+    Ok(hops)
+}
+
+/// Write (or reuse) a static delta for every hop into `DIR/deltas/`, each durably (temp
+/// file, fsync, rename, then one fsync of the directory), and return their summary
+/// entries, the ones written now, and how many were reused.
+fn write_deltas(
+    repo: &Repo,
+    root: BorrowedFd<'_>,
+    out: &Path,
+    hops: &BTreeSet<(CommitId, CommitId)>,
+    previous: &[DeltaEntry],
+    opts: &StaticDeltaOptions,
+) -> Result<(Vec<DeltaEntry>, Vec<DeltaEntry>, usize)> {
+    let mut listed = Vec::with_capacity(hops.len());
+    let mut written = Vec::new();
+    let mut reused = 0;
+    if hops.is_empty() {
+        return Ok((listed, written, reused));
+    }
+    let dir_path = out.join(DELTAS_DIR);
+    let dir = durable::mkdir_all_at(root, Path::new(DELTAS_DIR), &dir_path)?;
+    let known: HashMap<(CommitId, CommitId), &DeltaEntry> =
+        previous.iter().map(|d| ((d.from, d.to), d)).collect();
+    for &(from, to) in hops {
+        if let Some(prev) = known.get(&(from, to)) {
+            if published_delta_intact(dir.as_fd(), &dir_path, prev)? {
+                listed.push((*prev).clone());
+                reused += 1;
+                continue;
+            }
+        }
+        let entry = write_delta_file(repo, dir.as_fd(), &dir_path, &from, &to, opts)?;
+        listed.push(entry.clone());
+        written.push(entry);
+    }
+    rustix::fs::fsync(&dir).at_path(&dir_path)?;
+    Ok((listed, written, reused))
+}
+
+/// Whether `deltas/<id>.delta` is there with the size and BLAKE3 the entry pins.
+fn published_delta_intact(dir: BorrowedFd<'_>, path: &Path, entry: &DeltaEntry) -> Result<bool> {
+    let name = format!("{}.{DELTA_EXTENSION}", entry.id);
+    let shown = path.join(&name);
+    let fd = match rustix::fs::openat(
+        dir,
+        name.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(e).at_path(&shown),
+    };
+    let mut file = File::from(fd);
+    if file.metadata().at_path(&shown)?.len() != entry.size {
+        return Ok(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut file, &mut hasher).at_path(&shown)?;
+    Ok(ObjectId::from(hasher.finalize()) == entry.id)
+}
+
+/// Write one delta as `deltas/<id>.delta`: streamed into a temp file, fsynced, renamed.
+fn write_delta_file(
+    repo: &Repo,
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    from: &CommitId,
+    to: &CommitId,
+    opts: &StaticDeltaOptions,
+) -> Result<DeltaEntry> {
+    let tmp = durable::temp_name(".tmp-delta-");
+    let tmp_path = path.join(&tmp);
+    let fd = rustix::fs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o644),
+    )
+    .at_path(&tmp_path)?;
+    let result = (|| -> Result<DeltaEntry> {
+        let mut w = BufWriter::with_capacity(1 << 20, File::from(fd));
+        let stats = write_static_delta(repo, from, to, &mut w, opts)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .at_path(&tmp_path)?;
+        file.sync_all().at_path(&tmp_path)?;
+        let name = format!("{}.{DELTA_EXTENSION}", stats.id);
+        rustix::fs::renameat(dir, tmp.as_str(), dir, name.as_str()).at_path(path.join(&name))?;
+        Ok(DeltaEntry {
+            from: *from,
+            to: *to,
+            size: stats.size,
+            id: stats.id,
+        })
+    })();
+    if result.is_err() {
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    }
+    result
+}
+
+/// The summary already in `out`, if there is one. Its signatures are not checked (the
+/// publisher may have rotated keys); its structure and body must parse.
+fn previous_summary(out: &Path) -> Result<Option<Summary>> {
     let path = out.join(SUMMARY_FILE);
     let file = match File::open(&path) {
         Ok(f) => f,
@@ -280,7 +455,7 @@ fn previous_serial(out: &Path) -> Result<Option<u64>> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    Ok(Some(parsed.summary.serial))
+    Ok(Some(parsed.summary))
 }
 
 fn add_pack(

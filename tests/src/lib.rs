@@ -10,6 +10,8 @@
 //! - [`snapshot`] walks a tree into a comparable model (path, type, mode, owner, size,
 //!   content hash, symlink target, xattrs, hardlink groups) and diffs two of them.
 //! - [`raw`] writes hand-made objects straight into a repository, to build hostile repos.
+//! - [`world`] a builder that commits, signs and publishes a tree, and devices with the
+//!   remote `origin` added, for pull tests.
 //! - [`nginx`] runs Debian's nginx on 127.0.0.1 serving a directory, with its own config,
 //!   logs and temp paths in a temp dir, and parses its access log (method, path, status,
 //!   bytes, Range).
@@ -28,6 +30,7 @@ pub mod raw;
 pub mod serve;
 pub mod snapshot;
 pub mod tree;
+pub mod world;
 
 /// Fail the calling test unless it runs as root, saying why root is needed.
 pub fn require_root(why: &str) {

@@ -9,9 +9,12 @@ pub mod init;
 pub mod key;
 pub mod log;
 pub mod ls;
+pub mod mirror;
 pub mod prune;
 pub mod publish;
+pub mod pull;
 pub mod refs;
+pub mod remote;
 pub mod serve;
 pub mod show;
 pub mod sign;
@@ -34,6 +37,53 @@ impl RepoArg {
     /// Open the repository.
     pub fn open(&self) -> anyhow::Result<Repo> {
         Ok(Repo::open(&self.repo)?)
+    }
+}
+
+/// Which keys to trust: `--key FILE` or `--trusted-keys PATH` (remote add, mirror).
+#[derive(clap::Args, Debug)]
+pub struct KeysArg {
+    /// A trusted public key file (from `update key generate`: FILE.pub).
+    #[arg(long, value_name = "FILE", required_unless_present = "trusted_keys")]
+    pub key: Option<PathBuf>,
+    /// A directory of trusted *.pub files, or a file of keys one per line.
+    #[arg(long, value_name = "PATH", conflicts_with = "key")]
+    pub trusted_keys: Option<PathBuf>,
+}
+
+impl KeysArg {
+    /// Where the keys come from; clap makes sure one of the two options is given.
+    pub fn source(&self) -> store::remote::KeySource<'_> {
+        match (&self.key, &self.trusted_keys) {
+            (Some(k), _) => store::remote::KeySource::File(k),
+            (None, Some(p)) => store::remote::KeySource::Set(p),
+            (None, None) => unreachable!("clap requires --key or --trusted-keys"),
+        }
+    }
+}
+
+/// TLS files for an https:// repository (remote add, mirror).
+#[derive(clap::Args, Debug)]
+pub struct TlsArgs {
+    /// PEM CA certificates to trust instead of the public roots (https only).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for servers that require mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// As a remote's TLS settings.
+    pub fn to_remote(&self) -> store::remote::RemoteTls {
+        store::remote::RemoteTls {
+            ca: self.tls_ca.clone(),
+            client_cert: self.tls_client_cert.clone(),
+            client_key: self.tls_client_key.clone(),
+        }
     }
 }
 

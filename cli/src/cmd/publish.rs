@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use store::publish::{publish, PublishOptions};
+use store::publish::{publish, DeltaPlan, PublishOptions};
+use store::static_delta::StaticDeltaOptions;
 
 use super::RepoArg;
 use crate::format::parse_duration;
@@ -13,10 +14,13 @@ const EXAMPLE: &str = "\
 Examples:
   update publish --repo repo --key keys/summary
   update publish --repo repo --key keys/summary --expires 30d --output /srv/www/os
+  update publish --repo repo --key keys/summary --delta-from 3f9a1c --delta-from os/lts
 
 Packs every branch's new objects, writes a chunk index and signature set per branch
-head, then replaces the signed summary last. The serial is the previous summary's + 1.
-Packs no branch needs any more are left in place.";
+head and a static delta from each head's parent (the common update, one download),
+then replaces the signed summary last. The serial is the previous summary's + 1.
+A delta the previous summary lists for the same hop is reused. Packs no branch needs
+any more are left in place.";
 
 /// Publish an archive repository for devices to pull.
 #[derive(clap::Args, Debug)]
@@ -33,15 +37,38 @@ pub struct Args {
     /// Directory to publish into (default: the repository itself).
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// Also write a static delta from this commit (a branch, id or unique id prefix) to
+    /// every branch head; repeatable.
+    #[arg(long = "delta-from", value_name = "REV")]
+    delta_from: Vec<String>,
+    /// Do not write the default delta from each branch head's parent.
+    #[arg(long)]
+    no_deltas: bool,
+    /// zstd level of static deltas (1..=22).
+    #[arg(long, value_name = "N", default_value_t = StaticDeltaOptions::default().level,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    delta_level: i32,
 }
 
 /// Run `update publish`.
 pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let repo = args.repo.open()?;
+    let mut from = Vec::with_capacity(args.delta_from.len());
+    for rev in &args.delta_from {
+        from.push(repo.resolve_rev(rev)?);
+    }
     let opts = PublishOptions {
         key: args.key,
         expires_in: args.expires,
         output: args.output,
+        deltas: DeltaPlan {
+            parents: !args.no_deltas,
+            from,
+        },
+        delta: StaticDeltaOptions {
+            level: args.delta_level,
+            ..StaticDeltaOptions::default()
+        },
         ..PublishOptions::default()
     };
     let r = publish(&repo, &opts)?;
@@ -64,8 +91,19 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         s.packs.len(),
         r.packs_unused
     )?;
+    writeln!(
+        out,
+        "{} static deltas listed: {} written ({} bytes), {} reused",
+        s.deltas.len(),
+        r.deltas_written.len(),
+        r.deltas_written.iter().map(|d| d.size).sum::<u64>(),
+        r.deltas_reused
+    )?;
     for e in &s.refs {
         writeln!(out, "  {} {} {} bytes", e.name, e.commit, e.download_size)?;
+    }
+    for d in &s.deltas {
+        writeln!(out, "  delta {} -> {} {} bytes", d.from, d.to, d.size)?;
     }
     Ok(ExitCode::SUCCESS)
 }

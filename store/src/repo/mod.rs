@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use lock::RepoLock;
 pub(crate) use objects::object_rel;
 pub use objects::FileContent;
-pub use refs::RefName;
+pub use refs::{validate_remote_name, RefName};
 pub use txn::Transaction;
 
 use crate::durable;

@@ -71,16 +71,48 @@ impl std::str::FromStr for RefName {
 }
 
 const HEADS: &str = "refs/heads";
+const REMOTES: &str = "refs/remotes";
+
+/// Where a ref lives: a local branch (`refs/heads/NAME`) or a remote's ref as last pulled
+/// (`refs/remotes/REMOTE/NAME`). Both namespaces are roots for fsck and prune.
+fn space_dir(remote: Option<&str>) -> String {
+    match remote {
+        None => HEADS.to_owned(),
+        Some(r) => format!("{REMOTES}/{r}"),
+    }
+}
+
+/// Check a remote's name: one ref-name component (letters, digits, `._-+@`, not starting
+/// with `.`), at most 64 bytes.
+pub fn validate_remote_name(name: &str) -> Result<()> {
+    if name.len() > 64 || name.contains('/') || RefName::new(name).is_err() {
+        return Err(Error::invalid(
+            format!("remote name '{}'", name.escape_debug()),
+            "must be 1..=64 ASCII letters, digits or . _ - + @, not starting with '.'",
+        ));
+    }
+    Ok(())
+}
 
 impl Repo {
-    fn ref_path(&self, name: &RefName) -> PathBuf {
-        self.path().join(HEADS).join(name.as_str())
+    fn ref_path(&self, space: &str, name: &RefName) -> PathBuf {
+        self.path().join(space).join(name.as_str())
     }
 
     /// The commit a branch points at, or `None` if the branch does not exist.
     pub fn read_ref(&self, name: &RefName) -> Result<Option<CommitId>> {
-        let path = self.ref_path(name);
-        let parent = Path::new(HEADS).join(name.as_str());
+        self.read_ref_in(HEADS, name)
+    }
+
+    /// The commit `name` of `remote` pointed at when it was last pulled, or `None`.
+    pub fn read_remote_ref(&self, remote: &str, name: &RefName) -> Result<Option<CommitId>> {
+        validate_remote_name(remote)?;
+        self.read_ref_in(&space_dir(Some(remote)), name)
+    }
+
+    fn read_ref_in(&self, space: &str, name: &RefName) -> Result<Option<CommitId>> {
+        let path = self.ref_path(space, name);
+        let parent = Path::new(space).join(name.as_str());
         let (dir, leaf) = (
             parent.parent().expect("has parent"),
             parent.file_name().expect("has name"),
@@ -102,16 +134,27 @@ impl Repo {
 
     /// Point a branch at a commit (which must be present), atomically and durably.
     pub fn write_ref(&self, name: &RefName, commit: &CommitId) -> Result<()> {
+        self.write_ref_in(HEADS, name, commit)
+    }
+
+    /// Record that `remote`'s `name` points at `commit` (which must be present), atomically
+    /// and durably. `update pull` does this once the commit is complete and verified.
+    pub fn write_remote_ref(&self, remote: &str, name: &RefName, commit: &CommitId) -> Result<()> {
+        validate_remote_name(remote)?;
+        self.write_ref_in(&space_dir(Some(remote)), name, commit)
+    }
+
+    fn write_ref_in(&self, space: &str, name: &RefName, commit: &CommitId) -> Result<()> {
         if !self.has_object(ObjectKind::Commit, &commit.0)? {
             return Err(Error::MissingObject {
                 kind: ObjectKind::Commit,
                 id: commit.0,
             });
         }
-        let rel = Path::new(HEADS).join(name.as_str());
+        let rel = Path::new(space).join(name.as_str());
         let parent = rel.parent().expect("has parent");
         let leaf = rel.file_name().and_then(|n| n.to_str()).expect("validated");
-        let shown = self.ref_path(name);
+        let shown = self.ref_path(space, name);
         let dir = durable::mkdir_all_at(self.dir(), parent, &shown)?;
         durable::write_atomic(
             dir.as_fd(),
@@ -128,7 +171,7 @@ impl Repo {
         match rustix::fs::unlinkat(self.dir(), rel.as_str(), AtFlags::empty()) {
             Ok(()) => {}
             Err(Errno::NOENT) => return Err(Error::RefNotFound(name.to_string())),
-            Err(e) => return Err(e).at_path(self.ref_path(name)),
+            Err(e) => return Err(e).at_path(self.ref_path(HEADS, name)),
         }
         let heads = durable::open_dir_at(self.dir(), HEADS).at_path(self.path().join(HEADS))?;
         rustix::fs::fsync(&heads).at_path(self.path().join(HEADS))
@@ -136,14 +179,24 @@ impl Repo {
 
     /// Every branch and the commit it points at, sorted by name.
     pub fn list_refs(&self) -> Result<Vec<(RefName, CommitId)>> {
+        self.list_refs_in(HEADS)
+    }
+
+    /// Every ref of `remote` as last pulled, sorted by name.
+    pub fn list_remote_refs(&self, remote: &str) -> Result<Vec<(RefName, CommitId)>> {
+        validate_remote_name(remote)?;
+        self.list_refs_in(&space_dir(Some(remote)))
+    }
+
+    fn list_refs_in(&self, space: &str) -> Result<Vec<(RefName, CommitId)>> {
         let mut out = Vec::new();
-        for (name, head) in self.ref_files(HEADS)? {
+        for (name, head) in self.ref_files(space)? {
             let Ok(ref_name) = RefName::new(name.as_str()) else {
                 continue;
             };
             let id = head.map_err(|reason| Error::Repo {
                 path: self.path().to_path_buf(),
-                reason: format!("ref file {}/{name}: {reason}", HEADS),
+                reason: format!("ref file {space}/{name}: {reason}"),
             })?;
             out.push((ref_name, id));
         }
@@ -198,9 +251,16 @@ impl Repo {
         Ok(out)
     }
 
-    /// Resolve what a user typed: a branch name, a full commit id, or a unique prefix
-    /// (at least 4 hex digits) of a commit id present here.
+    /// Resolve what a user typed: a branch name, `REMOTE:REF` (a remote's ref as last
+    /// pulled), a full commit id, or a unique prefix (at least 4 hex digits) of a commit id
+    /// present here.
     pub fn resolve_rev(&self, rev: &str) -> Result<CommitId> {
+        if let Some((remote, name)) = rev.split_once(':') {
+            let name = RefName::new(name)?;
+            return self
+                .read_remote_ref(remote, &name)?
+                .ok_or_else(|| Error::UnknownRev(rev.to_owned()));
+        }
         if let Ok(name) = RefName::new(rev) {
             if let Some(id) = self.read_ref(&name)? {
                 return Ok(id);

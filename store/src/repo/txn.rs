@@ -128,6 +128,30 @@ impl Transaction<'_> {
         self.staged.lock().expect("poisoned").len()
     }
 
+    /// A commit staged by this transaction or already in the repository, checked against
+    /// its id.
+    pub fn read_commit(&self, id: &CommitId) -> Result<Commit> {
+        let staged = self
+            .staged
+            .lock()
+            .expect("poisoned")
+            .get(&(ObjectKind::Commit, id.0))
+            .cloned();
+        let Some(tmp) = staged else {
+            return self.repo.read_commit(id);
+        };
+        let path = self.staging_path().join(&tmp);
+        let bytes = std::fs::read(&path).at_path(&path)?;
+        if ObjectId::of(&bytes) != id.0 {
+            return Err(crate::Error::Corrupt {
+                kind: ObjectKind::Commit,
+                id: id.0,
+                reason: "staged bytes do not hash to its id".into(),
+            });
+        }
+        Commit::decode(&bytes)
+    }
+
     /// Whether an object is already in the repository or staged here.
     pub fn has_object(&self, kind: ObjectKind, id: &ObjectId) -> Result<bool> {
         if self
@@ -357,6 +381,17 @@ impl Transaction<'_> {
     pub fn commit_and_set_ref(mut self, name: &super::RefName, commit: &CommitId) -> Result<()> {
         self.publish()?;
         self.repo.write_ref(name, commit)
+    }
+
+    /// Like [`Transaction::commit_and_set_ref`], for a remote's ref (`update pull`).
+    pub fn commit_and_set_remote_ref(
+        mut self,
+        remote: &str,
+        name: &super::RefName,
+        commit: &CommitId,
+    ) -> Result<()> {
+        self.publish()?;
+        self.repo.write_remote_ref(remote, name, commit)
     }
 
     fn publish(&mut self) -> Result<()> {

@@ -1,0 +1,540 @@
+//! Writing a static delta from a repository that holds both commits.
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+
+use rayon::prelude::*;
+
+use super::base::BaseIndex;
+use super::{max_frame_len, record, HashingWriter, DELTA_TAG, DELTA_VERSION, MAX_DELTA_FILE_SIZE};
+use crate::delta::{encode_delta, MAX_DELTA_WINDOW};
+use crate::error::{Error, Result};
+use crate::id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId};
+use crate::object::{Commit, DirTree, FileHasher, FileHeader, ObjectKind};
+use crate::repo::{FileContent, Repo};
+use crate::walk::{join, Node, WalkOptions, Walker};
+
+/// Files up to this size are read into memory and their frame kept until it is written;
+/// larger ones are compressed twice (once to learn the frame's length, once into the
+/// output), so memory stays bounded whatever the file sizes.
+const IN_MEMORY_MAX: u64 = 64 * 1024 * 1024;
+/// Most files compressed in one parallel batch.
+const MAX_BATCH_FILES: usize = 4096;
+/// A patch-from frame at most 1/8 of the content is kept without also trying a plain
+/// frame; above that, both are made and the smaller is kept.
+const GOOD_PATCH_RATIO: u64 = 8;
+
+/// How [`write_static_delta`] compresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticDeltaOptions {
+    /// zstd level of every frame (default 19).
+    pub level: i32,
+    /// Uncompressed bytes of new files compressed in one parallel batch; their frames are
+    /// held in memory until the batch is written (default 256 MiB).
+    pub batch_bytes: u64,
+}
+
+impl Default for StaticDeltaOptions {
+    fn default() -> Self {
+        StaticDeltaOptions {
+            level: 19,
+            batch_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// What [`write_static_delta`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticDeltaStats {
+    /// BLAKE3 of the delta file: its id (`deltas/<id>.delta`).
+    pub id: ObjectId,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Metadata records (the commit, dirtrees, dirmetas).
+    pub metadata_objects: u64,
+    /// File records.
+    pub files: u64,
+    /// Files sent as a patch-from frame against a file of `from`.
+    pub patched_files: u64,
+    /// Files sent as a plain zstd frame.
+    pub plain_files: u64,
+    /// Symlinks and empty files (a header only).
+    pub empty_files: u64,
+    /// Content bytes of the new files, uncompressed.
+    pub content_bytes: u64,
+    /// Bytes of their zstd frames.
+    pub compressed_bytes: u64,
+}
+
+impl Default for StaticDeltaStats {
+    fn default() -> Self {
+        StaticDeltaStats {
+            id: ObjectId::from_bytes([0; crate::id::ID_LEN]),
+            size: 0,
+            metadata_objects: 0,
+            files: 0,
+            patched_files: 0,
+            plain_files: 0,
+            empty_files: 0,
+            content_bytes: 0,
+            compressed_bytes: 0,
+        }
+    }
+}
+
+/// What `from` holds: its objects (not to be sent) and its files by path (the bases).
+struct OldTree {
+    trees: HashSet<DirTreeId>,
+    metas: HashSet<DirMetaId>,
+    files: HashSet<FileId>,
+    bases: BaseIndex,
+}
+
+impl OldTree {
+    fn load(repo: &Repo, from: &CommitId) -> Result<Self> {
+        let mut old = OldTree {
+            trees: HashSet::new(),
+            metas: HashSet::new(),
+            files: HashSet::new(),
+            bases: BaseIndex::default(),
+        };
+        for entry in Walker::commit(repo, from, WalkOptions::default())? {
+            let entry = entry?;
+            match entry.node {
+                Node::Dir { tree, meta_id, .. } => {
+                    old.trees.insert(tree);
+                    old.metas.insert(meta_id);
+                }
+                Node::File { id, .. } => {
+                    old.files.insert(id);
+                    old.bases.add(&entry.path, id);
+                }
+            }
+        }
+        Ok(old)
+    }
+}
+
+/// One new file to send.
+struct Job {
+    path: String,
+    id: FileId,
+    header: FileHeader,
+}
+
+enum Content {
+    /// A symlink or an empty file.
+    None,
+    /// A frame made in memory, against `base` if given.
+    Frame {
+        base: Option<FileId>,
+        frame: Vec<u8>,
+    },
+    /// A large file: the frame is made again, of this length, while it is written.
+    Deferred { base: Option<FileId>, len: u64 },
+}
+
+struct Encoded {
+    id: FileId,
+    header: FileHeader,
+    content: Content,
+}
+
+fn write_err(source: io::Error) -> Error {
+    Error::Stream {
+        what: "writing a static delta",
+        source,
+    }
+}
+
+fn put(w: &mut dyn Write, bytes: &[u8]) -> Result<()> {
+    w.write_all(bytes).map_err(write_err)
+}
+
+fn put_bytes(w: &mut dyn Write, bytes: &[u8]) -> Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| Error::invalid("static delta record", "longer than 4 GiB"))?;
+    put(w, &len.to_le_bytes())?;
+    put(w, bytes)
+}
+
+/// Write the static delta `from → to` of `repo` to `out` (`docs/transport.md`, section 5):
+/// the header, every metadata object reachable from `to` and not from `from` (parents
+/// before children, starting with the commit `to`), every file object reachable from `to`
+/// and not from `from` (in path order, each once) and the end record.
+///
+/// Each new regular file is compressed against a base from `from` when one is found (the
+/// same path; else the same path up to digit runs, as when a version number in a directory
+/// or file name changed; else the same file name) and that is smaller than compressing it
+/// alone. Files are compressed in parallel on the current rayon pool, in batches of about
+/// [`StaticDeltaOptions::batch_bytes`], and written in a fixed order: the output depends
+/// only on the two commits and the options.
+pub fn write_static_delta(
+    repo: &Repo,
+    from: &CommitId,
+    to: &CommitId,
+    out: &mut dyn Write,
+    opts: &StaticDeltaOptions,
+) -> Result<StaticDeltaStats> {
+    if from == to {
+        return Err(Error::invalid(
+            format!("static delta {from} → {to}"),
+            "a delta needs two different commits",
+        ));
+    }
+    let old = OldTree::load(repo, from)?;
+    let mut w = HashingWriter::new(out);
+    let mut stats = StaticDeltaStats::default();
+    put(&mut w, DELTA_TAG)?;
+    put(&mut w, &[DELTA_VERSION])?;
+    put(&mut w, from.0.as_bytes())?;
+    put(&mut w, to.0.as_bytes())?;
+
+    let new_files = write_metadata(repo, &old, to, &mut w, &mut stats)?;
+
+    let mut next = 0;
+    while next < new_files.len() {
+        let mut batch = Vec::new();
+        let mut bytes = 0u64;
+        while next < new_files.len()
+            && (batch.is_empty() || (bytes < opts.batch_bytes && batch.len() < MAX_BATCH_FILES))
+        {
+            let (path, id) = &new_files[next];
+            let header = repo.read_file(id)?.0;
+            if header.size <= IN_MEMORY_MAX {
+                bytes += header.size;
+            }
+            batch.push(Job {
+                path: path.clone(),
+                id: *id,
+                header,
+            });
+            next += 1;
+        }
+        let encoded: Vec<Result<Encoded>> = batch
+            .par_iter()
+            .map(|job| encode_job(repo, &old.bases, job, opts.level))
+            .collect();
+        for e in encoded {
+            write_file_record(repo, &mut w, e?, opts.level, &mut stats)?;
+        }
+    }
+
+    put(&mut w, &[record::END])?;
+    put(&mut w, &stats.metadata_objects.to_le_bytes())?;
+    put(&mut w, &stats.files.to_le_bytes())?;
+    w.flush().map_err(write_err)?;
+    (stats.size, stats.id) = w.finish();
+    Ok(stats)
+}
+
+/// Write the metadata records and return the new files, each once, with the first path
+/// it was found at, in walk order.
+fn write_metadata(
+    repo: &Repo,
+    old: &OldTree,
+    to: &CommitId,
+    w: &mut dyn Write,
+    stats: &mut StaticDeltaStats,
+) -> Result<Vec<(String, FileId)>> {
+    let commit_bytes = repo.read_metadata_bytes(ObjectKind::Commit, &to.0)?;
+    let commit = Commit::decode(&commit_bytes).map_err(|e| Error::Corrupt {
+        kind: ObjectKind::Commit,
+        id: to.0,
+        reason: e.to_string(),
+    })?;
+    put(w, &[record::COMMIT])?;
+    put_bytes(w, &commit_bytes)?;
+    stats.metadata_objects += 1;
+
+    let mut sent_trees = HashSet::new();
+    let mut sent_metas = HashSet::new();
+    let mut seen_files = HashSet::new();
+    let mut new_files = Vec::new();
+    let mut stack: Vec<(String, DirTree)> = Vec::new();
+    let mut visit = |path: String,
+                     tree: DirTreeId,
+                     meta: DirMetaId,
+                     w: &mut dyn Write,
+                     stack: &mut Vec<(String, DirTree)>,
+                     stats: &mut StaticDeltaStats|
+     -> Result<()> {
+        if !old.metas.contains(&meta) && sent_metas.insert(meta) {
+            let bytes = repo.read_metadata_bytes(ObjectKind::DirMeta, &meta.0)?;
+            put(w, &[record::DIRMETA])?;
+            put_bytes(w, &bytes)?;
+            stats.metadata_objects += 1;
+        }
+        if !old.trees.contains(&tree) && sent_trees.insert(tree) {
+            let bytes = repo.read_metadata_bytes(ObjectKind::DirTree, &tree.0)?;
+            let decoded = DirTree::decode(&bytes).map_err(|e| Error::Corrupt {
+                kind: ObjectKind::DirTree,
+                id: tree.0,
+                reason: e.to_string(),
+            })?;
+            put(w, &[record::DIRTREE])?;
+            put_bytes(w, &bytes)?;
+            stats.metadata_objects += 1;
+            stack.push((path, decoded));
+        }
+        Ok(())
+    };
+    visit(
+        String::new(),
+        commit.root_tree,
+        commit.root_meta,
+        w,
+        &mut stack,
+        stats,
+    )?;
+    while let Some((path, tree)) = stack.pop() {
+        for (name, id) in &tree.files {
+            if !old.files.contains(id) && seen_files.insert(*id) {
+                new_files.push((join(&path, name.as_str()), *id));
+            }
+        }
+        // Pushed in reverse, so subdirectories are taken in name order.
+        let mut children = Vec::new();
+        for (name, sub, meta) in &tree.dirs {
+            visit(
+                join(&path, name.as_str()),
+                *sub,
+                *meta,
+                w,
+                &mut children,
+                stats,
+            )?;
+        }
+        stack.extend(children.into_iter().rev());
+    }
+    Ok(new_files)
+}
+
+/// Read a regular file object into memory, checking it against its id.
+fn read_verified(repo: &Repo, id: &FileId) -> Result<(FileHeader, Vec<u8>)> {
+    let (header, content) = repo.read_file(id)?;
+    let FileContent::Regular(mut r) = content else {
+        return Ok((header, Vec::new()));
+    };
+    let mut data = Vec::with_capacity(usize::try_from(header.size).unwrap_or(0));
+    r.read_to_end(&mut data).map_err(|e| Error::Corrupt {
+        kind: ObjectKind::File,
+        id: id.0,
+        reason: e.to_string(),
+    })?;
+    let mut h = FileHasher::new(&header);
+    h.update(&data);
+    if h.finish() != *id || data.len() as u64 != header.size {
+        return Err(Error::Corrupt {
+            kind: ObjectKind::File,
+            id: id.0,
+            reason: "content does not hash to its id".into(),
+        });
+    }
+    Ok((header, data))
+}
+
+/// The first usable base among the candidates for `path`: a non-empty regular file no
+/// larger than the delta window, with its content.
+fn choose_base(repo: &Repo, bases: &BaseIndex, path: &str) -> Result<Option<(FileId, Vec<u8>)>> {
+    for cand in bases.candidates(path) {
+        let header = repo.read_file(&cand)?.0;
+        if header.is_symlink() || header.size == 0 || header.size > MAX_DELTA_WINDOW {
+            continue;
+        }
+        let (_, data) = read_verified(repo, &cand)?;
+        return Ok(Some((cand, data)));
+    }
+    Ok(None)
+}
+
+fn frame_in_memory(base: &[u8], new: &[u8], level: i32) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_delta(base, &mut &new[..], new.len() as u64, &mut out, level)?;
+    Ok(out)
+}
+
+fn open_content(repo: &Repo, id: &FileId) -> Result<Box<dyn Read + Send>> {
+    match repo.read_file(id)?.1 {
+        FileContent::Regular(r) => Ok(r),
+        FileContent::Symlink => Err(Error::Corrupt {
+            kind: ObjectKind::File,
+            id: id.0,
+            reason: "changed from a regular file to a symlink while a delta was written".into(),
+        }),
+    }
+}
+
+/// Compress one new file (on a rayon worker).
+fn encode_job(repo: &Repo, bases: &BaseIndex, job: &Job, level: i32) -> Result<Encoded> {
+    let size = job.header.size;
+    let done = |content| {
+        Ok(Encoded {
+            id: job.id,
+            header: job.header.clone(),
+            content,
+        })
+    };
+    if job.header.is_symlink() || size == 0 {
+        return done(Content::None);
+    }
+    if size > MAX_DELTA_FILE_SIZE {
+        return Err(Error::invalid(
+            format!("file {} ({})", job.path, job.id),
+            format!(
+                "{size} bytes is over the {MAX_DELTA_FILE_SIZE}-byte content cap of a static delta"
+            ),
+        ));
+    }
+    let base = choose_base(repo, bases, &job.path)?;
+    if size <= IN_MEMORY_MAX {
+        let (_, new) = read_verified(repo, &job.id)?;
+        let patch = match &base {
+            Some((bid, b)) => Some((*bid, frame_in_memory(b, &new, level)?)),
+            None => None,
+        };
+        let good = |p: &Vec<u8>| (p.len() as u64).saturating_mul(GOOD_PATCH_RATIO) <= size;
+        return done(match patch {
+            Some((bid, p)) if good(&p) => Content::Frame {
+                base: Some(bid),
+                frame: p,
+            },
+            patch => {
+                let plain = frame_in_memory(&[], &new, level)?;
+                match patch {
+                    Some((bid, p)) if p.len() < plain.len() => Content::Frame {
+                        base: Some(bid),
+                        frame: p,
+                    },
+                    _ => Content::Frame {
+                        base: None,
+                        frame: plain,
+                    },
+                }
+            }
+        });
+    }
+    // A large file: learn the lengths now, make the chosen frame again when writing.
+    let count = |b: &[u8]| -> Result<u64> {
+        encode_delta(
+            b,
+            &mut open_content(repo, &job.id)?,
+            size,
+            &mut io::sink(),
+            level,
+        )
+    };
+    let patch = match &base {
+        Some((bid, b)) => Some((*bid, count(b)?)),
+        None => None,
+    };
+    done(match patch {
+        Some((bid, len)) if len.saturating_mul(GOOD_PATCH_RATIO) <= size => Content::Deferred {
+            base: Some(bid),
+            len,
+        },
+        patch => {
+            let plain = count(&[])?;
+            match patch {
+                Some((bid, len)) if len < plain => Content::Deferred {
+                    base: Some(bid),
+                    len,
+                },
+                _ => Content::Deferred {
+                    base: None,
+                    len: plain,
+                },
+            }
+        }
+    })
+}
+
+fn write_file_record(
+    repo: &Repo,
+    w: &mut dyn Write,
+    e: Encoded,
+    level: i32,
+    stats: &mut StaticDeltaStats,
+) -> Result<()> {
+    put(w, &[record::FILE])?;
+    put(w, e.id.0.as_bytes())?;
+    put_bytes(w, &e.header.encode())?;
+    let size = e.header.size;
+    let (base, len) = match &e.content {
+        Content::None => {
+            put(w, &[record::CONTENT_NONE])?;
+            stats.files += 1;
+            stats.empty_files += 1;
+            return Ok(());
+        }
+        Content::Frame { base, frame } => (*base, frame.len() as u64),
+        Content::Deferred { base, len } => (*base, *len),
+    };
+    if len > max_frame_len(size) {
+        return Err(Error::invalid(
+            format!("file {}", e.id),
+            format!("its zstd frame of {len} bytes is over the cap for {size} bytes"),
+        ));
+    }
+    match base {
+        Some(b) => {
+            put(w, &[record::CONTENT_PATCH])?;
+            put(w, b.0.as_bytes())?;
+            stats.patched_files += 1;
+        }
+        None => {
+            put(w, &[record::CONTENT_ZSTD])?;
+            stats.plain_files += 1;
+        }
+    }
+    put(w, &len.to_le_bytes())?;
+    match e.content {
+        Content::Frame { frame, .. } => put(w, &frame)?,
+        Content::Deferred { .. } => {
+            let base_bytes = match base {
+                Some(b) => read_verified(repo, &b)?.1,
+                None => Vec::new(),
+            };
+            let mut counted = CountingWriter { inner: w, len: 0 };
+            encode_delta(
+                &base_bytes,
+                &mut open_content(repo, &e.id)?,
+                size,
+                &mut counted,
+                level,
+            )?;
+            if counted.len != len {
+                return Err(Error::invalid(
+                    format!("file {}", e.id),
+                    format!(
+                        "compressed to {} bytes on the second pass, {len} on the first (zstd is not deterministic here?)",
+                        counted.len
+                    ),
+                ));
+            }
+        }
+        Content::None => unreachable!("handled above"),
+    }
+    stats.files += 1;
+    stats.content_bytes += size;
+    stats.compressed_bytes += len;
+    Ok(())
+}
+
+/// Passes bytes through, counting them.
+struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    len: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
