@@ -5,7 +5,7 @@ use std::fs::OpenOptions;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,9 @@ pub(crate) struct Http {
     tls_seen: TlsSlot,
     /// Requests sent, redirects and retries included.
     requests: Arc<AtomicU64>,
+    /// Set once the server answered a multi-range request with the whole file: ranges
+    /// are then asked for one per request.
+    single_ranges: Arc<AtomicBool>,
 }
 
 /// Maps an error status to its typed error.
@@ -90,6 +93,7 @@ impl Http {
             cfg,
             tls_seen,
             requests: Arc::new(AtomicU64::new(0)),
+            single_ranges: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -269,8 +273,29 @@ impl Http {
             let http = self.clone();
             let url = url.clone();
             tasks.spawn(async move {
-                http.retrying(&url, || http.fetch_group(&url, &spans, max_total))
-                    .await
+                if spans.len() == 1 || !http.single_ranges.load(Ordering::Relaxed) {
+                    match http
+                        .retrying(&url, || http.fetch_group(&url, &spans, max_total))
+                        .await
+                    {
+                        // Some servers and CDNs answer a multi-range request with the whole
+                        // file but honour single ranges: ask for one range at a time from
+                        // now on.
+                        Err(Error::RangeIgnored { .. }) if spans.len() > 1 => {
+                            http.single_ranges.store(true, Ordering::Relaxed);
+                        }
+                        result => return result,
+                    }
+                }
+                let mut out = Vec::with_capacity(spans.len());
+                for span in &spans {
+                    let one = std::slice::from_ref(span);
+                    out.extend(
+                        http.retrying(&url, || http.fetch_group(&url, one, max_total))
+                            .await?,
+                    );
+                }
+                Ok(out)
             });
         };
         for spans in groups.by_ref().take(parallel) {

@@ -583,3 +583,25 @@ mod tls {
         assert!(matches!(err, Error::TlsFile { .. }), "{err:?}");
     }
 }
+
+#[test]
+fn a_server_without_multiple_ranges_gets_one_range_per_request() {
+    let data = content(4 << 20);
+    let server = Server::start(vec![("pack", data.clone(), Knob::SingleRangeOnly)]);
+    let f = Fetcher::new(config(server.url("http"))).unwrap();
+    let ranges = [(100, 10), (2_000_000, 20), (4_000_000, 30)];
+    let got = f.get_ranges("pack", &ranges, 1000).unwrap();
+    for (piece, &(offset, len)) in got.iter().zip(&ranges) {
+        assert_eq!(piece[..], data[offset as usize..(offset + len) as usize]);
+    }
+    // One refused multi-range request, then one request per range, and only single
+    // ranges from then on.
+    assert_eq!(server.requests().len(), 4, "{:?}", server.requests());
+    let again = f.get_ranges("pack", &ranges[..2], 1000).unwrap();
+    assert_eq!(again[1][..], data[2_000_000..2_000_020]);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 6, "{requests:?}");
+    assert!(requests[4..]
+        .iter()
+        .all(|r| !r.range.as_deref().unwrap().contains(',')));
+}

@@ -31,6 +31,8 @@ pub enum Knob {
     Normal,
     /// Answers every request with 200 and the whole body.
     IgnoreRange,
+    /// Honours a single range, answers several with 200 and the whole body (like some CDNs).
+    SingleRangeOnly,
     /// 200 without a length, zeros forever.
     StreamForever,
     /// 200 with the right length, one byte per interval.
@@ -216,6 +218,10 @@ async fn handle(
     match &route.knob {
         Knob::Normal | Knob::ShiftSecondPart => {}
         Knob::IgnoreRange => return full(200, &[], content),
+        Knob::SingleRangeOnly if range.as_deref().is_some_and(|r| r.contains(',')) => {
+            return full(200, &[], content)
+        }
+        Knob::SingleRangeOnly => {}
         Knob::StreamForever => {
             return streaming(200, &[], |mut tx| {
                 tokio::spawn(async move {
