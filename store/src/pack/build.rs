@@ -157,6 +157,8 @@ fn walk(
     };
     let mut meta: BTreeSet<(BlobKind, ObjectId)> = BTreeSet::new();
     let mut files: BTreeMap<FileId, FileChunks> = BTreeMap::new();
+    let mut seen_files: HashSet<FileId> = HashSet::new();
+    let mut order: Vec<FileId> = Vec::new();
     meta.insert((BlobKind::DirMeta, c.root_meta.0));
     visit_metadata(repo, ObjectKind::DirMeta, &c.root_meta.0, visit)?;
     meta.insert((BlobKind::DirTree, c.root_tree.0));
@@ -177,14 +179,19 @@ fn walk(
             return Err(too_many());
         }
         for (_, fid) in &tree.files {
-            if files.contains_key(fid) {
+            if !seen_files.insert(*fid) {
                 continue;
             }
-            if files.len() >= MAX_ENTRIES {
+            if seen_files.len() > MAX_ENTRIES {
                 return Err(too_many());
             }
-            files.insert(*fid, chunk_file(repo, fid, visit)?);
+            order.push(*fid);
         }
+    }
+    // All metadata first, then the files in walk order: a client fetches the trees it
+    // lacks in one contiguous range, and each file's chunks and header in another.
+    for fid in order {
+        files.insert(fid, chunk_file(repo, &fid, visit)?);
     }
     let ci = ChunkIndex {
         commit: *commit,
