@@ -39,6 +39,8 @@ use crate::summary::{
 pub const SUMMARY_FILE: &str = "summary";
 /// Directory of the commit signature sets (`sigs/<signatures-id>.sig`).
 pub const SIGS_DIR: &str = "sigs";
+/// Held by a running publish, in the published directory.
+const PUBLISH_LOCK: &str = ".publish-lock";
 /// Default validity of a published summary: 7 days.
 pub const DEFAULT_EXPIRY: u64 = 7 * 86_400;
 
@@ -168,6 +170,16 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
     // Hold off a prune for the whole run: it must not delete what is being packed.
     let _lock = repo.lock_shared()?;
 
+    std::fs::create_dir_all(&out).at_path(&out)?;
+    let root = rustix::fs::open(
+        &out,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .at_path(&out)?;
+    // One publish at a time: the serial read next must still be the latest when the new
+    // summary is written.
+    let _publish_lock = lock_output(root.as_fd(), &out)?;
     let previous = previous_summary(&out)?;
     let serial = match previous.as_ref().map(|p| p.serial) {
         None => 1,
@@ -178,13 +190,6 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
     };
     let refs = repo.list_refs()?;
 
-    std::fs::create_dir_all(&out).at_path(&out)?;
-    let root = rustix::fs::open(
-        &out,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .at_path(&out)?;
     let packs_path = out.join("packs");
     let packs_fd = durable::mkdir_all_at(root.as_fd(), Path::new("packs"), &packs_path)?;
     let sigs_path = out.join(SIGS_DIR);
@@ -202,33 +207,40 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
     let mut blobs_written = 0;
     let mut used: BTreeMap<ObjectId, ()> = BTreeMap::new();
     for (name, commit) in refs {
-        let outcome = {
-            let known = &blobs;
-            pack_commit_with(
-                repo,
-                &commit,
-                &out,
-                &|kind, id| known.contains_key(&(kind, *id)),
-                opts.pack,
-            )?
+        let chunk_index = match reusable_chunk_index(root.as_fd(), &out, &commit, &blobs) {
+            // Published before and every blob still packed: nothing to read or pack.
+            Some(ci) => ci,
+            None => {
+                let outcome = {
+                    let known = &blobs;
+                    pack_commit_with(
+                        repo,
+                        &commit,
+                        &out,
+                        &|kind, id| known.contains_key(&(kind, *id)),
+                        opts.pack,
+                    )?
+                };
+                for p in &outcome.packs {
+                    let name = p.index_file_name();
+                    let bytes = read_file_at(packs_fd.as_fd(), &name, &packs_path.join(&name))?;
+                    let index = PackIndex::decode(&bytes)?;
+                    add_pack(
+                        &mut packs,
+                        &mut blobs,
+                        &index,
+                        ObjectId::of(&bytes),
+                        bytes.len() as u64,
+                        false,
+                    );
+                }
+                blobs_written += outcome.blobs_written;
+                packs_written.extend(outcome.packs);
+                outcome.chunk_index
+            }
         };
-        for p in &outcome.packs {
-            let name = p.index_file_name();
-            let bytes = read_file_at(packs_fd.as_fd(), &name, &packs_path.join(&name))?;
-            let index = PackIndex::decode(&bytes)?;
-            add_pack(
-                &mut packs,
-                &mut blobs,
-                &index,
-                ObjectId::of(&bytes),
-                bytes.len() as u64,
-                false,
-            );
-        }
-        blobs_written += outcome.blobs_written;
-        packs_written.extend(outcome.packs);
 
-        let cidx = outcome.chunk_index.encode();
+        let cidx = chunk_index.encode();
         let sigs = repo.read_signatures(&commit)?.encode();
         let signatures_id = ObjectId::of(&sigs);
         let sig_name = format!("{signatures_id}.sig");
@@ -247,7 +259,7 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
         }
 
         let c = repo.read_commit(&commit)?;
-        let download_size = download_size(&outcome.chunk_index, &blobs, &mut used)?;
+        let download_size = download_size(&chunk_index, &blobs, &mut used)?;
         entries.push(RefEntry {
             name,
             commit,
@@ -535,6 +547,52 @@ fn existing_indexes(
         out.push((id, index, ObjectId::of(&bytes), bytes.len() as u64));
     }
     Ok(out)
+}
+
+/// The chunk index `chunks/<commit>.cidx` a previous publish wrote, if it decodes, names
+/// this commit, and every blob it lists (commit, trees, headers, chunks) is in a known
+/// pack; `None` means the commit must be packed (again).
+fn reusable_chunk_index(
+    root: BorrowedFd<'_>,
+    out: &Path,
+    commit: &crate::CommitId,
+    blobs: &HashMap<(BlobKind, ObjectId), Location>,
+) -> Option<ChunkIndex> {
+    let name = format!("chunks/{commit}.cidx");
+    let bytes = read_file_at(root, &name, &out.join(&name)).ok()?;
+    let ci = ChunkIndex::decode(&bytes).ok()?;
+    let has = |kind, id: &ObjectId| blobs.contains_key(&(kind, *id));
+    let complete = ci.commit == *commit
+        && has(BlobKind::Commit, &commit.0)
+        && ci.metadata.iter().all(|(k, id)| has(*k, id))
+        && ci.files.iter().all(|f| {
+            has(BlobKind::FileHeader, &f.id.0)
+                && f.chunks.iter().all(|c| has(BlobKind::Chunk, &c.id))
+        });
+    complete.then_some(ci)
+}
+
+/// Take `DIR/.publish-lock`, or fail at once if another publish holds it.
+fn lock_output(root: BorrowedFd<'_>, out: &Path) -> Result<OwnedFd> {
+    let path = out.join(PUBLISH_LOCK);
+    let fd = rustix::fs::openat(
+        root,
+        PUBLISH_LOCK,
+        OFlags::RDONLY | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o600),
+    )
+    .at_path(&path)?;
+    match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(fd),
+        Err(Errno::WOULDBLOCK) => Err(Error::Repo {
+            path: out.to_path_buf(),
+            reason: format!(
+                "another publish into this directory is running (it holds {})",
+                path.display()
+            ),
+        }),
+        Err(e) => Err(e).at_path(&path),
+    }
 }
 
 fn read_file_at(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Vec<u8>> {

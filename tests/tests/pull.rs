@@ -503,3 +503,57 @@ fn a_delta_that_cannot_apply_falls_back_to_chunks() {
     assert_eq!(pulled(&device).as_deref(), Some(v2.as_str()));
     assert_tree(&device, &w.src, &w.root);
 }
+
+#[test]
+fn republishing_reuses_what_is_published_and_one_publish_runs_at_a_time() {
+    let w = World::new();
+    w.commit("1.0", 1_700_000_000);
+    w.publish(&[]);
+    let publish = |extra: &[&str]| {
+        let mut args = vec![
+            "publish",
+            "--repo",
+            w.builder.to_str().unwrap(),
+            "--key",
+            w.key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        update(args)
+    };
+    // Nothing changed: no pack written, the chunk index reused, the serial moves on.
+    let again = publish(&[]);
+    assert!(
+        again.success().out().contains("0 new packs"),
+        "{}",
+        again.out()
+    );
+    let device = w.device("device", "bare");
+    pull(&device, "origin", &[]);
+    assert_tree(&device, &w.src, &w.root);
+
+    // A chunk index whose blobs are not all packed any more is rebuilt, not trusted.
+    let packs = w.builder.join("packs");
+    let moved = w.root.join("old-packs");
+    std::fs::rename(&packs, &moved).unwrap();
+    let rebuilt = publish(&[]);
+    assert!(
+        rebuilt.success().out().contains("1 new packs"),
+        "{}",
+        rebuilt.out()
+    );
+    let device2 = w.device("device2", "bare");
+    pull(&device2, "origin", &[]);
+    assert_tree(&device2, &w.src, &w.root);
+
+    // While a publish holds the directory, another one stops at once.
+    let lock = std::fs::File::create(w.builder.join(".publish-lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let run = publish(&[]);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.describe()
+            .contains("another publish into this directory is running"),
+        "{}",
+        run.describe()
+    );
+}
