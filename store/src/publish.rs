@@ -64,6 +64,9 @@ pub struct PublishOptions {
     pub deltas: DeltaPlan,
     /// How static deltas are compressed.
     pub delta: StaticDeltaOptions,
+    /// After the new summary is written, delete the files of `packs/`, `chunks/`, `sigs/`
+    /// and `deltas/` that neither it nor the previous summary names.
+    pub prune: bool,
 }
 
 /// Which static deltas [`publish`] writes and lists.
@@ -95,6 +98,7 @@ impl Default for PublishOptions {
             pack: PackWriterOptions::default(),
             deltas: DeltaPlan::default(),
             delta: StaticDeltaOptions::default(),
+            prune: false,
         }
     }
 }
@@ -118,6 +122,8 @@ pub struct PublishReport {
     pub deltas_written: Vec<DeltaEntry>,
     /// Static deltas listed again from the previous summary, their files checked.
     pub deltas_reused: usize,
+    /// With [`PublishOptions::prune`]: files deleted, and their bytes.
+    pub pruned: (u64, u64),
 }
 
 /// One blob's place in the published packs.
@@ -313,6 +319,11 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
         0o644,
         &out.join(SUMMARY_FILE),
     )?;
+    let pruned = if opts.prune {
+        prune_published(root.as_fd(), &out, &summary, previous.as_ref())?
+    } else {
+        (0, 0)
+    };
     Ok(PublishReport {
         output: out,
         summary,
@@ -322,7 +333,73 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
         packs_unused,
         deltas_written,
         deltas_reused,
+        pruned,
     })
+}
+
+/// The files of a published directory that `summary` names, relative to it.
+fn named_files(summary: &Summary) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for p in &summary.packs {
+        names.insert(format!("packs/{}.pack", p.id));
+        names.insert(format!("packs/{}.idx", p.id));
+    }
+    for r in &summary.refs {
+        names.insert(format!("chunks/{}.cidx", r.commit));
+        names.insert(format!("{SIGS_DIR}/{}.sig", r.signatures_id));
+    }
+    for d in &summary.deltas {
+        names.insert(format!("{DELTAS_DIR}/{}.{DELTA_EXTENSION}", d.id));
+    }
+    names
+}
+
+/// Delete what neither the new nor the previous summary names: a device still working
+/// from the previous summary finds everything it needs; one two publishes behind fetches
+/// the summary again after a 404. Temp files left by a crashed publish go too (this run
+/// holds the publish lock). Returns the files deleted and their bytes.
+fn prune_published(
+    root: BorrowedFd<'_>,
+    out: &Path,
+    summary: &Summary,
+    previous: Option<&Summary>,
+) -> Result<(u64, u64)> {
+    let mut keep = named_files(summary);
+    if let Some(p) = previous {
+        keep.extend(named_files(p));
+    }
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for dir_name in ["packs", "chunks", SIGS_DIR, DELTAS_DIR] {
+        let shown = out.join(dir_name);
+        let dir = match durable::open_dir_at(root, dir_name) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e).at_path(&shown),
+        };
+        let mut removed_here = false;
+        for entry in rustix::fs::Dir::read_from(&dir).at_path(&shown)? {
+            let entry = entry.at_path(&shown)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." || entry.file_type() != rustix::fs::FileType::RegularFile
+            {
+                continue;
+            }
+            if keep.contains(&format!("{dir_name}/{name}")) {
+                continue;
+            }
+            let st = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .at_path(shown.join(&name))?;
+            rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty())
+                .at_path(shown.join(&name))?;
+            files += 1;
+            bytes += st.st_size as u64;
+            removed_here = true;
+        }
+        if removed_here {
+            rustix::fs::fsync(&dir).at_path(&shown)?;
+        }
+    }
+    Ok((files, bytes))
 }
 
 /// The hops to offer, sorted by `(from, to)` as the summary lists them.

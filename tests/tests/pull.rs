@@ -557,3 +557,42 @@ fn republishing_reuses_what_is_published_and_one_publish_runs_at_a_time() {
         run.describe()
     );
 }
+
+#[test]
+fn publish_prune_keeps_what_the_last_two_summaries_name() {
+    let w = World::new();
+    let publish = |extra: &[&str]| {
+        let mut args = vec![
+            "publish",
+            "--repo",
+            w.builder.to_str().unwrap(),
+            "--key",
+            w.key.to_str().unwrap(),
+            "--no-deltas",
+            "--prune",
+        ];
+        args.extend_from_slice(extra);
+        update(args).success().out().to_owned()
+    };
+    let count = |dir: &str| std::fs::read_dir(w.builder.join(dir)).map_or(0, |d| d.count());
+    w.commit("1.0", 1_700_000_000);
+    publish(&[]);
+    let device = w.device("device", "bare");
+    pull(&device, "origin", &[]);
+    // Three versions, each replacing the big file entirely.
+    for (i, v) in ["2.0", "3.0", "4.0"].iter().enumerate() {
+        write(
+            &w.src.join("usr/lib/random.bin"),
+            &rand_bytes(300_000, 900 + i as u64),
+        );
+        w.commit(v, 1_700_000_100 + i as u64);
+        let out = publish(&[]);
+        assert!(out.contains("pruned"), "{out}");
+    }
+    // Two summaries' worth of chunk indexes and signature sets, no more.
+    assert_eq!(count("chunks"), 2);
+    assert_eq!(count("sigs"), 2);
+    // The device, two publishes behind, still pulls the newest.
+    pull(&device, "origin", &[]);
+    assert_tree(&device, &w.src, &w.root);
+}

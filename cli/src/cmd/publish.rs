@@ -20,7 +20,9 @@ Packs every branch's new objects, writes a chunk index and signature set per bra
 head and a static delta from each head's parent (the common update, one download),
 then replaces the signed summary last. The serial is the previous summary's + 1.
 A delta the previous summary lists for the same hop is reused. Packs no branch needs
-any more are left in place.";
+any more are left in place, unless --prune: then the files that neither the new nor the
+previous summary names are deleted (a device still on the previous summary finds all it
+needs).";
 
 /// Publish an archive repository for devices to pull.
 #[derive(clap::Args, Debug)]
@@ -48,6 +50,9 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = StaticDeltaOptions::default().level,
           value_parser = clap::value_parser!(i32).range(1..=22))]
     delta_level: i32,
+    /// Delete published files that neither the new nor the previous summary names.
+    #[arg(long)]
+    prune: bool,
 }
 
 /// Run `update publish`.
@@ -69,6 +74,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             level: args.delta_level,
             ..StaticDeltaOptions::default()
         },
+        prune: args.prune,
         ..PublishOptions::default()
     };
     let r = publish(&repo, &opts)?;
@@ -99,6 +105,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         r.deltas_written.iter().map(|d| d.size).sum::<u64>(),
         r.deltas_reused
     )?;
+    if args.prune {
+        writeln!(
+            out,
+            "pruned {} files ({} bytes) that neither this summary nor the previous one names",
+            r.pruned.0, r.pruned.1
+        )?;
+    }
     for e in &s.refs {
         writeln!(out, "  {} {} {} bytes", e.name, e.commit, e.download_size)?;
     }
