@@ -37,7 +37,9 @@ update publish --repo "$work/repo" --key "$work/release.key"
 port=""
 for _ in 1 2 3 4 5 6 7 8; do
     p=$((20000 + RANDOM % 40000))
-    update serve --root "$work/repo" --listen "127.0.0.1:$p" --access-log "$work/serve.log" &
+    # The binary itself, not the shell function, so that $! is the server's pid.
+    target/release/update serve --root "$work/repo" --listen "127.0.0.1:$p" \
+        --access-log "$work/serve.log" &
     server=$!
     for _ in $(seq 50); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
