@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use store::pack::PackWriterOptions;
 use store::publish::{publish, DeltaPlan, PublishOptions};
 use store::static_delta::StaticDeltaOptions;
 
@@ -50,6 +51,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = StaticDeltaOptions::default().level,
           value_parser = clap::value_parser!(i32).range(1..=22))]
     delta_level: i32,
+    /// zstd level of the chunks in new packs (1..=22).
+    #[arg(long, value_name = "N", default_value_t = PackWriterOptions::default().level,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    pack_level: i32,
     /// Delete published files that neither the new nor the previous summary names.
     #[arg(long)]
     prune: bool,
@@ -75,6 +80,10 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             ..StaticDeltaOptions::default()
         },
         prune: args.prune,
+        pack: PackWriterOptions {
+            level: args.pack_level,
+            ..PackWriterOptions::default()
+        },
         ..PublishOptions::default()
     };
     let r = publish(&repo, &opts)?;

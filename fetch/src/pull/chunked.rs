@@ -201,9 +201,11 @@ pub(super) fn pull_commit(
         }
         let fetched = fetch_blobs(ctx, &batch.blobs)?;
         let txn = repo.begin()?;
-        files
-            .par_iter()
-            .try_for_each(|p| store_file(repo, &txn, packs, p, &fetched))?;
+        ctx.writers.install(|| {
+            files
+                .par_iter()
+                .try_for_each(|p| store_file(repo, &txn, packs, p, &fetched))
+        })?;
         txn.commit()?;
         written += files.len() as u64;
         done += batch.bytes;
