@@ -312,10 +312,10 @@ impl Http {
                 spawn(&mut tasks, spans);
             }
         }
-        extract(ranges, &pieces).ok_or_else(|| Error::BadContentRange {
+        extract(ranges, pieces).map_err(|got| Error::BadContentRange {
             url: url.to_string(),
             expected: describe(&spans),
-            got: describe(&pieces.iter().map(|p| p.0).collect::<Vec<_>>()),
+            got: describe(&got),
         })
     }
 

@@ -54,7 +54,7 @@ impl Default for PullOptions {
         PullOptions {
             allow_downgrade: false,
             now: None,
-            batch_bytes: 12 << 20,
+            batch_bytes: 8 << 20,
             use_deltas: true,
             fetch: None,
         }
