@@ -69,6 +69,20 @@ pub fn mirror(
 ) -> Result<MirrorReport, PullError> {
     let state_dir = dir.join(STATE_DIR);
     std::fs::create_dir_all(state_dir.join("partial")).map_err(local(&state_dir))?;
+    // One mirror run per directory: two could write the same partial files, and the
+    // slower one would put back an older summary and trust state.
+    let lock_path = state_dir.join("lock");
+    let lock = File::create(&lock_path).map_err(local(&lock_path))?;
+    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            return Err(PullError::Local {
+                path: lock_path,
+                source: std::io::Error::other("another mirror run into this directory is running"),
+            })
+        }
+        Err(e) => return Err(local(&lock_path)(e.into())),
+    }
     let summary_bytes = crate::pull::fetch_summary(fetcher)?;
     let state_path = state_dir.join("trust-state");
     let state = load_trust_state(&state_path)?.unwrap_or_default();

@@ -348,7 +348,8 @@ impl Remote {
     /// Remove a remote's configuration, keys, trust state and cache. Its refs as last
     /// pulled (`NAME:REF`) stay, so the commits they name are not pruned under a deployment.
     pub fn remove(repo: &Repo, name: &str) -> Result<()> {
-        Remote::open(repo, name)?;
+        // Not while a pull from it runs: the pull would write into the removed directory.
+        let _lock = Remote::open(repo, name)?.lock()?;
         let remotes_path = repo.path().join(REMOTES_DIR);
         let remotes = durable::open_dir_at(repo.dir(), REMOTES_DIR).at_path(&remotes_path)?;
         // Rename away first, so the remote disappears in one step.

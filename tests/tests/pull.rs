@@ -242,6 +242,8 @@ fn updates_use_a_static_delta_when_offered() {
     pull(&device, "origin", &[]);
     let chunks_only = w.device("device-chunks", "archive");
     pull(&chunks_only, "origin", &[]);
+    let damaged = w.device("device-damaged", "bare");
+    pull(&damaged, "origin", &[]);
 
     let mut big = std::fs::read(w.src.join("usr/lib/big.bin")).unwrap();
     big[200_000..200_020].copy_from_slice(b"a small change here.");
@@ -256,14 +258,19 @@ fn updates_use_a_static_delta_when_offered() {
     assert_eq!(deltas.len(), 1, "{deltas:?}");
     let delta_size = std::fs::metadata(&deltas[0]).unwrap().len();
 
-    // A damaged delta is refused before it is applied; the ref stays at v1.
+    // A damaged delta is refused before it is parsed, and the pull goes on with chunks.
     let good = std::fs::read(&deltas[0]).unwrap();
     let mut bad = good.clone();
     let n = bad.len();
     bad[n / 2] ^= 0x10;
     std::fs::write(&deltas[0], &bad).unwrap();
-    let run = try_pull(&device, "origin", &[]);
-    assert_refused(&run, &device, Some(&v1), "delta");
+    let run = try_pull(&damaged, "origin", &[]);
+    run.success();
+    assert!(run.out().contains("delta-failed"), "{}", run.out());
+    assert!(run.out().contains("BLAKE3"), "{}", run.out());
+    assert_eq!(pulled(&damaged).as_deref(), Some(v2.as_str()));
+    assert_tree(&damaged, &w.src, &w.root);
+    cli::fsck(&damaged).success();
     std::fs::write(&deltas[0], &good).unwrap();
 
     let run = try_pull(&device, "origin", &[]);
@@ -595,4 +602,85 @@ fn publish_prune_keeps_what_the_last_two_summaries_name() {
     // The device, two publishes behind, still pulls the newest.
     pull(&device, "origin", &[]);
     assert_tree(&device, &w.src, &w.root);
+}
+
+/// The bare object holding `content`.
+fn object_of(device: &std::path::Path, content: &[u8]) -> PathBuf {
+    std::fs::read_dir(device.join("objects"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "file"))
+        .filter(|p| std::fs::symlink_metadata(p).unwrap().is_file())
+        .find(|p| std::fs::read(p).unwrap() == content)
+        .expect("the object holding that content")
+}
+
+#[test]
+fn large_files_stream_and_damage_is_repaired_by_the_next_pull() {
+    let w = World::new();
+    let v1 = w.commit("1.0", 1_700_000_000);
+    w.publish(&["--no-deltas"]);
+    // Files larger than a batch stream in windows of the batch size.
+    let device = w.device("device", "bare");
+    pull(&device, "origin", &["--batch-bytes", "65536"]);
+    assert_tree(&device, &w.src, &w.root);
+
+    // A file object of the pulled commit disappears (a crash, a prune gone wrong): the
+    // next pull does not say "up to date", it fetches what is missing.
+    let big = std::fs::read(w.src.join("usr/lib/big.bin")).unwrap();
+    std::fs::remove_file(object_of(&device, &big)).unwrap();
+    assert_ne!(cli::fsck(&device).code(), Some(0));
+    let report = pull(&device, "origin", &[]);
+    assert_eq!(report["refs"][0]["commit"], v1.as_str());
+    assert_eq!(report["refs"][0]["files"], 1, "{report}");
+    cli::fsck(&device).success();
+
+    // A local object whose bytes are damaged is not used as a source of chunks: the
+    // update fetches those chunks instead and still rebuilds v2 exactly.
+    let random = std::fs::read(w.src.join("usr/lib/random.bin")).unwrap();
+    let object = object_of(&device, &random);
+    let mut damaged = random.clone();
+    damaged[150_000] ^= 0xff;
+    std::fs::write(&object, &damaged).unwrap();
+    let mut grown = random.clone();
+    grown.extend_from_slice(b"appended in 2.0");
+    write(&w.src.join("usr/lib/random.bin"), &grown);
+    let v2 = w.commit("2.0", 1_700_000_100);
+    w.publish(&["--no-deltas"]);
+    pull(&device, "origin", &[]);
+    assert_eq!(pulled(&device).as_deref(), Some(v2.as_str()));
+    assert_tree(&device, &w.src, &w.root);
+}
+
+#[test]
+fn remote_remove_and_mirror_wait_for_no_one() {
+    let w = World::new();
+    w.commit("1.0", 1_700_000_000);
+    w.publish(&[]);
+    let device = w.device("device", "bare");
+    let dev = device.to_str().unwrap();
+    let lock = std::fs::File::create(device.join("remotes/origin/lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let run = update(["remote", "remove", "--repo", dev, "origin"]);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.describe().contains("another pull"),
+        "{}",
+        run.describe()
+    );
+    drop(lock);
+    update(["remote", "remove", "--repo", dev, "origin"]).success();
+
+    let dest = w.root.join("mirror");
+    mirror(&w, &dest).success();
+    let lock = std::fs::File::create(dest.join(".update-mirror/lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let run = mirror(&w, &dest);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.describe().contains("another mirror run"),
+        "{}",
+        run.describe()
+    );
 }

@@ -1,40 +1,26 @@
-//! Pulling a commit chunk by chunk (docs/transport.md 4.3): plan from the chunk index,
-//! fetch the missing metadata and walk the verified trees, then fetch the missing files'
-//! headers and chunks in bounded batches of Range requests, rebuild each file, check it
-//! against its id and store it.
+//! Pulling a commit chunk by chunk (docs/transport.md 4.3 and 6.4): fetch the missing
+//! metadata and walk the verified trees, plan the missing files' headers and chunks from
+//! the chunk index, then fetch them in bounded batches of Range requests, rebuild each
+//! file, check it against its id and store it.
 //!
 //! Files are committed to the store batch by batch (no ref names them yet), so a pull cut
-//! off midway keeps what it finished and the next one starts from there. The commit object
-//! and its trees are written last, in one transaction with the ref, so a commit is never
-//! present without all it names.
+//! off midway keeps what it finished and the next one starts from there. The repository
+//! lock is held shared for the whole pull, so a prune cannot remove the files of earlier
+//! batches before the ref names them. The commit object and its trees are written last, in
+//! one transaction with the ref, so a commit is never present without all it names.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 
 use rayon::prelude::*;
 use store::id::ObjectId;
 use store::object::{Commit, DirMeta, DirTree, FileHeader, ObjectKind, Signatures};
-use store::pack::{verify_blob, BlobKind, ChunkIndex, FileChunks, IndexEntry, PackIndex};
+use store::pack::{verify_blob, BlobKind, ChunkIndex, FileChunks, PackIndex};
 use store::summary::RefEntry;
 use store::{CommitId, FileId, Repo};
 
-use super::source::{ContentReader, Piece};
+use super::source::{locate, ContentReader, Loc, Piece, Remote};
 use super::{Event, PullCtx, PullError};
-
-/// Where a blob is: which pack (index into the summary's list) and its entry.
-#[derive(Clone, Copy)]
-struct Loc {
-    pack: usize,
-    entry: IndexEntry,
-}
-
-fn locate(packs: &[PackIndex], kind: BlobKind, id: &ObjectId) -> Option<Loc> {
-    packs.iter().enumerate().find_map(|(pack, index)| {
-        index.find(kind, id).map(|entry| Loc {
-            pack,
-            entry: *entry,
-        })
-    })
-}
 
 fn locate_or_err(packs: &[PackIndex], kind: BlobKind, id: &ObjectId) -> Result<Loc, PullError> {
     locate(packs, kind, id).ok_or_else(|| PullError::Plan {
@@ -78,17 +64,30 @@ struct Planned<'c> {
 
 #[derive(Clone, Copy)]
 enum ChunkFrom {
-    /// Fetched in the batch of this file.
+    /// Fetched with the batch of this file.
     Batch(Loc),
+    /// Fetched while the file is read (a file too large for one batch).
+    Stream(Loc),
     /// Held locally (before the pull or from an earlier batch) at this file and offset.
     Local(FileId, u64),
 }
 
-/// The files of one batch and the blobs to fetch for them.
+/// The files of one batch and the blobs to fetch for them up front.
 struct Batch<'c> {
     files: Vec<Planned<'c>>,
     blobs: Vec<Loc>,
+    /// Stored bytes of the batch, streamed chunks included.
     bytes: u64,
+}
+
+impl Batch<'_> {
+    fn new() -> Self {
+        Batch {
+            files: Vec::new(),
+            blobs: Vec::new(),
+            bytes: 0,
+        }
+    }
 }
 
 /// What [`pull_commit`] did.
@@ -98,7 +97,7 @@ pub(super) struct Outcome {
 
 /// Pull `entry.commit` chunk by chunk. `sigs` are its already verified signatures;
 /// `current` the commit the ref had, whose cached chunk index tells which chunks the
-/// device holds.
+/// device holds. Works as well for a commit already present with files missing.
 pub(super) fn pull_commit(
     ctx: &mut PullCtx<'_>,
     entry: &RefEntry,
@@ -106,6 +105,8 @@ pub(super) fn pull_commit(
     current: Option<&CommitId>,
 ) -> Result<Outcome, PullError> {
     let repo = ctx.repo;
+    // Held until the ref is written: a prune must not remove what earlier batches stored.
+    let _lock = repo.lock_shared()?;
     let commit_id = entry.commit;
     let ci = ctx
         .cache
@@ -113,7 +114,7 @@ pub(super) fn pull_commit(
     ctx.load_packs()?;
     let packs = ctx.packs.as_slice();
 
-    // 1. The plan, from the chunk index: what is missing and how many bytes it is.
+    // 1. The commit and the trees the store lacks, each checked against its id.
     let have = |kind: ObjectKind, id: &ObjectId| repo.has_object(kind, id);
     let mut meta_locs = Vec::new();
     if !have(ObjectKind::Commit, &commit_id.0)? {
@@ -128,26 +129,48 @@ pub(super) fn pull_commit(
             meta_locs.push(locate_or_err(packs, *kind, id)?);
         }
     }
-    let mut candidates: Vec<&FileChunks> = Vec::new();
-    for f in &ci.files {
-        if !have(ObjectKind::File, &f.id.0)? {
-            candidates.push(f);
-        }
-    }
-    let seeds = local_chunks(ctx, &ci, current, &candidates)?;
     let meta_bytes: u64 = meta_locs
         .iter()
         .map(|l| u64::from(l.entry.stored_len))
         .sum();
+    let mut meta = fetch_blobs(ctx, &meta_locs)?;
+    ctx.fetched += meta_bytes;
+    let mut verified: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(meta.len());
+    for ((_, id), (loc, stored)) in meta.drain() {
+        verified.insert(id, verify_blob(&packs[loc.pack], &loc.entry, &stored)?);
+    }
+    let commit = match verified.get(&commit_id.0) {
+        Some(bytes) => Commit::decode(bytes)?,
+        None => repo.read_commit(&commit_id)?,
+    };
+    ctx.check_downgrade(entry, current, commit.timestamp)?;
+
+    // 2. The files the verified trees name that the store lacks, planned from the index.
+    let needed = walk(repo, &commit, &verified)?;
+    let mut candidates: Vec<&FileChunks> = Vec::with_capacity(needed.len());
+    for id in &needed {
+        match ci.find(id) {
+            Some(f) => candidates.push(f),
+            None => {
+                return Err(PullError::Plan {
+                    reason: format!(
+                        "commit {commit_id} has file {id}, which its chunk index does not list"
+                    ),
+                })
+            }
+        }
+    }
+    let seeds = local_chunks(ctx, &ci, current, &candidates)?;
     let (batches, file_bytes) = plan_batches(packs, &candidates, &seeds, ctx.opts.batch_bytes)?;
     let total = meta_bytes + file_bytes;
     // What the store will hold: the content (stored compressed in an archive repository,
-    // so this errs on the safe side) and the metadata.
+    // so this errs on the safe side) and the trees.
     let content: u64 = candidates
         .iter()
         .map(|f| f.chunks.iter().map(|c| u64::from(c.len)).sum::<u64>() + f.header.len() as u64)
-        .sum();
-    super::check_space(repo, content + meta_bytes)?;
+        .sum::<u64>()
+        + verified.values().map(|v| v.len() as u64).sum::<u64>();
+    super::check_space(repo, content)?;
     (ctx.events)(&Event::Planned {
         name: entry.name.to_string(),
         commit: commit_id,
@@ -155,67 +178,46 @@ pub(super) fn pull_commit(
         files: candidates.len() as u64,
         delta: false,
     });
-
-    // 2. The commit and its trees, each checked against its id, then walked.
-    let mut done = 0u64;
-    let mut meta = fetch_blobs(ctx, &meta_locs)?;
-    let mut verified: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(meta.len());
-    for ((_, id), (loc, stored)) in meta.drain() {
-        let index = &packs[loc.pack];
-        done += stored.len() as u64;
-        verified.insert(id, verify_blob(index, &loc.entry, &stored)?);
-    }
-    let commit = match verified.get(&commit_id.0) {
-        Some(bytes) => Commit::decode(bytes)?,
-        None => repo.read_commit(&commit_id)?,
-    };
-    ctx.check_downgrade(entry, current, commit.timestamp)?;
-    let needed = walk(repo, &commit, &verified)?;
-    for id in &needed {
-        if ci.find(id).is_none() {
-            return Err(PullError::Plan {
-                reason: format!(
-                    "commit {commit_id} has file {id}, which its chunk index does not list"
-                ),
-            });
-        }
-    }
-    ctx.fetched += done;
+    let mut done = meta_bytes;
     (ctx.events)(&Event::Progress {
         name: entry.name.to_string(),
         done,
         total,
     });
 
-    // 3. Files, batch by batch. A file the index lists but the trees do not name is not
-    //    fetched (a stale or lying index).
+    // 3. Files, batch by batch, each batch committed on its own.
+    let streamed = AtomicU64::new(0);
+    let remote = Remote {
+        fetcher: ctx.fetcher,
+        packs,
+        window: ctx.opts.batch_bytes,
+        fetched: &streamed,
+    };
     let mut written = 0u64;
-    for batch in batches {
-        let files: Vec<&Planned<'_>> = batch
-            .files
-            .iter()
-            .filter(|p| needed.contains(&p.file.id))
-            .collect();
-        if files.is_empty() {
-            continue;
-        }
+    for batch in &batches {
         let fetched = fetch_blobs(ctx, &batch.blobs)?;
         let txn = repo.begin()?;
         ctx.writers.install(|| {
-            files
+            batch
+                .files
                 .par_iter()
-                .try_for_each(|p| store_file(repo, &txn, packs, p, &fetched))
+                .try_for_each(|p| store_file(repo, &txn, &remote, p, &fetched))
         })?;
         txn.commit()?;
-        written += files.len() as u64;
+        written += batch.files.len() as u64;
         done += batch.bytes;
-        ctx.fetched += batch.bytes;
         (ctx.events)(&Event::Progress {
             name: entry.name.to_string(),
             done,
             total,
         });
     }
+    let up_front: u64 = batches
+        .iter()
+        .flat_map(|b| b.blobs.iter())
+        .map(|l| u64::from(l.entry.stored_len))
+        .sum();
+    ctx.fetched += up_front + streamed.into_inner();
 
     // 4. Trees and the commit last, with its signatures and the ref.
     let txn = repo.begin()?;
@@ -238,7 +240,7 @@ pub(super) fn pull_commit(
 
 /// Chunks the store already holds, of those the candidate files need: from the new
 /// commit's own index (files present locally, e.g. stored by an interrupted pull) and from
-/// the cached index of the commit the ref had.
+/// cached indexes of commits pulled before.
 fn local_chunks(
     ctx: &PullCtx<'_>,
     ci: &ChunkIndex,
@@ -250,7 +252,7 @@ fn local_chunks(
         .flat_map(|f| f.chunks.iter().map(|c| c.id))
         .collect();
     let mut seeds = HashMap::new();
-    let old = current.and_then(|c| ctx.cache.local_chunk_index(c));
+    let old = ctx.cache.local_chunk_index(ctx.repo, current);
     for index in std::iter::once(ci).chain(old.as_ref()) {
         for f in &index.files {
             if !f
@@ -277,8 +279,10 @@ fn local_chunks(
 
 /// Order the files by where their header is packed (so their blobs are mostly contiguous)
 /// and cut them into batches of about `batch_bytes` stored bytes. Each distinct chunk is
-/// fetched once, in the batch of the first file that needs it; later files read it back
-/// from that file in the store.
+/// fetched once, with the first file that needs it; later files read it back from that
+/// file in the store. A file whose own new chunks exceed `batch_bytes` gets a batch of its
+/// own and its chunks are streamed in windows of that size, so memory does not grow with
+/// file sizes. Returns the batches and the stored bytes they fetch.
 fn plan_batches<'c>(
     packs: &[PackIndex],
     candidates: &[&'c FileChunks],
@@ -293,35 +297,53 @@ fn plan_batches<'c>(
 
     let mut first_owner: HashMap<ObjectId, (usize, FileId, u64)> = HashMap::new();
     let mut batches: Vec<Batch<'c>> = Vec::new();
-    let mut current = Batch {
-        files: Vec::new(),
-        blobs: Vec::new(),
-        bytes: 0,
-    };
+    let mut current = Batch::new();
     let mut total = 0u64;
     for (header, file) in located {
-        let n = batches.len();
-        let mut chunks = Vec::with_capacity(file.chunks.len());
-        current.blobs.push(header);
-        current.bytes += u64::from(header.entry.stored_len);
-        let mut offset = 0u64;
+        // The chunks this file is the first to need, and their stored size.
+        let mut own: Vec<Option<Loc>> = Vec::with_capacity(file.chunks.len());
+        let mut own_bytes = 0u64;
+        let mut seen_here = HashSet::new();
         for c in &file.chunks {
-            let from = if let Some(&(f, at)) = seeds.get(&c.id) {
-                ChunkFrom::Local(f, at)
-            } else if let Some(&(batch, f, at)) = first_owner.get(&c.id) {
-                if batch == n {
-                    let loc = locate_or_err(packs, BlobKind::Chunk, &c.id)?;
-                    ChunkFrom::Batch(loc)
-                } else {
-                    ChunkFrom::Local(f, at)
-                }
+            if seeds.contains_key(&c.id) || first_owner.contains_key(&c.id) {
+                own.push(None);
             } else {
                 let loc = locate_or_err(packs, BlobKind::Chunk, &c.id)?;
-                first_owner.insert(c.id, (n, file.id, offset));
-                current.blobs.push(loc);
-                current.bytes += u64::from(loc.entry.stored_len);
-                ChunkFrom::Batch(loc)
+                if seen_here.insert(c.id) {
+                    own_bytes += u64::from(loc.entry.stored_len);
+                }
+                own.push(Some(loc));
+            }
+        }
+        let stream = own_bytes > batch_bytes;
+        if stream && !current.files.is_empty() {
+            total += current.bytes;
+            batches.push(std::mem::replace(&mut current, Batch::new()));
+        }
+        let n = batches.len();
+        current.blobs.push(header);
+        current.bytes += u64::from(header.entry.stored_len) + own_bytes;
+        let mut chunks = Vec::with_capacity(file.chunks.len());
+        let mut offset = 0u64;
+        for (c, own) in file.chunks.iter().zip(own) {
+            let from = match (own, seeds.get(&c.id), first_owner.get(&c.id)) {
+                (_, Some(&(f, at)), _) => ChunkFrom::Local(f, at),
+                (_, None, Some(&(batch, f, at))) if batch != n => ChunkFrom::Local(f, at),
+                (Some(loc), None, _) if stream => ChunkFrom::Stream(loc),
+                // A chunk this batch fetches already (an earlier file of it, or earlier in
+                // this file): fetched once, used twice.
+                (_, None, Some(_)) => {
+                    ChunkFrom::Batch(locate_or_err(packs, BlobKind::Chunk, &c.id)?)
+                }
+                (Some(loc), None, None) => {
+                    current.blobs.push(loc);
+                    ChunkFrom::Batch(loc)
+                }
+                (None, None, None) => unreachable_plan(&c.id)?,
             };
+            if !first_owner.contains_key(&c.id) && !seeds.contains_key(&c.id) {
+                first_owner.insert(c.id, (n, file.id, offset));
+            }
             chunks.push(from);
             offset += u64::from(c.len);
         }
@@ -330,16 +352,9 @@ fn plan_batches<'c>(
             header,
             chunks,
         });
-        if current.bytes >= batch_bytes {
+        if stream || current.bytes >= batch_bytes {
             total += current.bytes;
-            batches.push(std::mem::replace(
-                &mut current,
-                Batch {
-                    files: Vec::new(),
-                    blobs: Vec::new(),
-                    bytes: 0,
-                },
-            ));
+            batches.push(std::mem::replace(&mut current, Batch::new()));
         }
     }
     if !current.files.is_empty() {
@@ -349,9 +364,17 @@ fn plan_batches<'c>(
     Ok((batches, total))
 }
 
+/// A chunk neither local, nor owned, nor planned: cannot happen by construction; reported
+/// rather than panicking.
+fn unreachable_plan(id: &ObjectId) -> Result<ChunkFrom, PullError> {
+    Err(PullError::Plan {
+        reason: format!("chunk {id} has no source in the plan"),
+    })
+}
+
 /// Every file object reachable from `commit` that the store lacks. Trees come from the
 /// verified fetched blobs or the store; every dirmeta must be in one of them too.
-fn walk(
+pub(super) fn walk(
     repo: &Repo,
     commit: &Commit,
     fetched: &HashMap<ObjectId, Vec<u8>>,
@@ -401,7 +424,7 @@ fn walk(
 fn store_file(
     repo: &Repo,
     txn: &store::Transaction<'_>,
-    packs: &[PackIndex],
+    remote: &Remote<'_>,
     planned: &Planned<'_>,
     fetched: &Fetched,
 ) -> Result<(), PullError> {
@@ -414,25 +437,25 @@ fn store_file(
             })
     };
     let hloc = &planned.header;
-    let header_bytes = verify_blob(&packs[hloc.pack], &hloc.entry, blob(hloc)?)?;
+    let header_bytes = verify_blob(&remote.packs[hloc.pack], &hloc.entry, blob(hloc)?)?;
     let header = FileHeader::decode(&header_bytes)?;
     let mut pieces = Vec::with_capacity(planned.chunks.len());
     for (c, from) in planned.file.chunks.iter().zip(&planned.chunks) {
-        pieces.push(match from {
+        pieces.push(match *from {
             ChunkFrom::Batch(loc) => Piece::Fetched {
-                index: &packs[loc.pack],
-                entry: &fetched[&(loc.entry.kind, loc.entry.id)].0.entry,
-                stored: blob(loc)?,
+                loc,
+                stored: blob(&loc)?,
             },
+            ChunkFrom::Stream(loc) => Piece::Remote(loc),
             ChunkFrom::Local(file, offset) => Piece::Local {
-                file: *file,
-                offset: *offset,
+                file,
+                offset,
                 len: c.len,
                 id: c.id,
             },
         });
     }
-    let mut reader = ContentReader::new(repo, pieces);
+    let mut reader = ContentReader::new(repo, remote, pieces);
     let id = txn.write_file(&header, &mut reader)?;
     if id != planned.file.id {
         return Err(PullError::Plan {

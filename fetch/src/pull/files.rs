@@ -7,21 +7,36 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use store::id::ObjectId;
+use store::object::ObjectKind;
 use store::pack::{ChunkIndex, PackIndex};
 use store::summary::{PackEntry, RefEntry};
-use store::CommitId;
+use store::{CommitId, Repo};
 
 use super::PullError;
 use crate::Fetcher;
 
-/// Fetch `path`, which the summary says is `size` bytes hashing to `id`; refuse anything
-/// else before it is decoded.
+/// Largest signature set file fetched (a set holds a few 96-byte entries).
+pub(super) const MAX_SIGNATURES_FILE: u64 = 1 << 20;
+/// Largest chunk index fetched.
+pub(super) const MAX_CHUNK_INDEX_FILE: u64 = 1 << 30;
+/// Largest pack index fetched: the most entries an index may have.
+pub(super) const MAX_PACK_INDEX_FILE: u64 = 49 + 49 * store::pack::MAX_ENTRIES as u64;
+
+/// Fetch `path`, which the summary says is `size` bytes hashing to `id`; refuse a size over
+/// `cap` before any request, and anything else than the pinned bytes before it is decoded.
 pub(super) fn get_pinned(
     fetcher: &Fetcher,
     path: &str,
     size: u64,
     id: &ObjectId,
+    cap: u64,
 ) -> Result<Vec<u8>, PullError> {
+    if size > cap {
+        return Err(PullError::Pinned {
+            file: path.to_owned(),
+            reason: format!("the summary says it is {size} bytes, over the {cap}-byte cap"),
+        });
+    }
     let bytes = fetcher.get(path, size)?;
     check_pinned(path, &bytes, size, id)?;
     Ok(bytes)
@@ -94,7 +109,13 @@ impl Cache {
             Some(b) => b,
             None => {
                 let path = format!("packs/{}.idx", entry.id);
-                let b = get_pinned(fetcher, &path, entry.index_size, &entry.index_id)?;
+                let b = get_pinned(
+                    fetcher,
+                    &path,
+                    entry.index_size,
+                    &entry.index_id,
+                    MAX_PACK_INDEX_FILE,
+                )?;
                 *fetched += b.len() as u64;
                 self.write(&rel, &b);
                 b
@@ -133,6 +154,7 @@ impl Cache {
                     &path,
                     entry.chunk_index_size,
                     &entry.chunk_index_id,
+                    MAX_CHUNK_INDEX_FILE,
                 )?;
                 *fetched += b.len() as u64;
                 self.write(&rel, &b);
@@ -149,32 +171,74 @@ impl Cache {
         Ok(index)
     }
 
-    /// A cached chunk index of `commit` (one pulled earlier), to find chunks the device
-    /// already holds. Only decoded, not trusted: a chunk taken from it is checked by hash.
-    pub(super) fn local_chunk_index(&self, commit: &CommitId) -> Option<ChunkIndex> {
+    /// A cached chunk index of a commit pulled earlier and still in the store, to find
+    /// chunks the device already holds: `current`'s if cached, else the newest cached one
+    /// of a commit present in `repo`. It is checked against the id in its file name, then
+    /// decoded; it is not trusted further, since every chunk taken through it is checked
+    /// against its id (and fetched when the local copy does not match).
+    pub(super) fn local_chunk_index(
+        &self,
+        repo: &Repo,
+        current: Option<&CommitId>,
+    ) -> Option<ChunkIndex> {
         let dir = self.dir.join("chunks");
-        let prefix = format!("{commit}.");
-        let name = std::fs::read_dir(&dir)
+        let mut cached: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&dir)
             .ok()?
             .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| n.starts_with(&prefix) && n.ends_with(".cidx"))?;
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let time = e.metadata().and_then(|m| m.modified()).ok()?;
+                name.ends_with(".cidx").then_some((time, name))
+            })
+            .collect();
+        cached.sort();
+        let parse = |name: &str| -> Option<(CommitId, ObjectId)> {
+            let (commit, rest) = name.strip_suffix(".cidx")?.split_once('.')?;
+            Some((commit.parse().ok()?, rest.parse().ok()?))
+        };
+        let wanted = |c: &CommitId| match current {
+            Some(cur) => c == cur,
+            None => false,
+        };
+        let pick = cached
+            .iter()
+            .rev()
+            .filter_map(|(_, n)| parse(n).map(|p| (n, p)))
+            .find(|(_, (c, _))| wanted(c))
+            .or_else(|| {
+                cached
+                    .iter()
+                    .rev()
+                    .filter_map(|(_, n)| parse(n).map(|p| (n, p)))
+                    .find(|(_, (c, _))| repo.has_object(ObjectKind::Commit, &c.0).unwrap_or(false))
+            })?;
+        let (name, (commit, id)) = pick;
         let bytes = std::fs::read(dir.join(name)).ok()?;
+        if ObjectId::of(&bytes) != id {
+            let _ = std::fs::remove_file(dir.join(name));
+            return None;
+        }
         ChunkIndex::decode(&bytes)
             .ok()
-            .filter(|ci| ci.commit == *commit)
+            .filter(|ci| ci.commit == commit)
     }
 
     /// Drop cached indexes of packs the summary no longer lists and of commits no ref
     /// names any more. Best effort.
-    pub(super) fn tidy(&self, packs: &[PackEntry], keep_commits: &BTreeSet<CommitId>) {
+    pub(super) fn tidy(&self, repo: &Repo, packs: &[PackEntry], keep_commits: &BTreeSet<CommitId>) {
         let keep_packs: BTreeSet<String> = packs
             .iter()
             .map(|p| Self::pack_rel(p)["packs/".len()..].to_owned())
             .collect();
         remove_unless(&self.dir.join("packs"), |n| keep_packs.contains(n));
+        // Chunk indexes of commits a ref names or the store still holds: the latter tell a
+        // later pull which chunks the device has, whichever way the commit came.
         remove_unless(&self.dir.join("chunks"), |n| {
-            keep_commits.iter().any(|c| n.starts_with(&format!("{c}.")))
+            let commit = n.split('.').next().and_then(|c| c.parse::<CommitId>().ok());
+            commit.is_some_and(|c| {
+                keep_commits.contains(&c)
+                    || repo.has_object(ObjectKind::Commit, &c.0).unwrap_or(true)
+            })
         });
     }
 

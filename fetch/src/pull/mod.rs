@@ -377,6 +377,15 @@ impl PullCtx<'_> {
         Ok(())
     }
 
+    /// Whether everything `commit` (present) names is in the store.
+    fn complete(&self, commit: &CommitId) -> bool {
+        self.repo
+            .read_commit(commit)
+            .ok()
+            .and_then(|c| chunked::walk(self.repo, &c, &Default::default()).ok())
+            .is_some_and(|missing| missing.is_empty())
+    }
+
     fn pull_ref(&mut self, entry: &RefEntry) -> Result<RefOutcome, PullError> {
         let repo = self.repo;
         let previous = repo.read_remote_ref(&self.remote.name, &entry.name)?;
@@ -393,6 +402,7 @@ impl PullCtx<'_> {
             &sig_path,
             entry.signatures_size,
             &entry.signatures_id,
+            files::MAX_SIGNATURES_FILE,
         )?;
         self.fetched += sig_bytes.len() as u64;
         let sigs = Signatures::decode(&sig_bytes)?;
@@ -409,12 +419,14 @@ impl PullCtx<'_> {
             files,
             signed_by: verification.trusted.clone(),
         };
-        if previous == Some(entry.commit) && current.is_some() {
-            return Ok(outcome(false, 0, self.fetched - before));
-        }
-        if repo.has_object(ObjectKind::Commit, &entry.commit.0)? {
-            // Present already (pulled under another name, or committed here): a commit
-            // is only ever stored after everything it names.
+        // A commit present here is used as it is only once the walk of its trees finds
+        // nothing missing: a prune or a crash may have left it incomplete, and then the
+        // chunked pull below fetches exactly what is missing.
+        if repo.has_object(ObjectKind::Commit, &entry.commit.0)? && self.complete(&entry.commit) {
+            if previous == Some(entry.commit) {
+                return Ok(outcome(false, 0, self.fetched - before));
+            }
+            // Pulled under another name, or committed here.
             self.check_downgrade(
                 entry,
                 current.as_ref(),
@@ -432,13 +444,19 @@ impl PullCtx<'_> {
         if let (Some(d), Some(c)) = (delta, &current) {
             match delta::pull_delta(self, entry, d, sigs.clone(), c) {
                 Ok(files) => return Ok(outcome(true, files, self.fetched - before)),
-                // A delta that cannot be applied here (a file of the old commit missing or
-                // damaged locally, say) is not the end: the chunks still are.
-                Err(PullError::Store(e)) => (self.events)(&Event::DeltaFailed {
+                // Refusals about the commit itself hold whatever the way it comes.
+                Err(
+                    e @ (PullError::Downgrade(_)
+                    | PullError::FromTheFuture { .. }
+                    | PullError::NoSpace { .. }),
+                ) => return Err(e),
+                // A delta that cannot be fetched (gone, damaged, a mirror serving another
+                // one) or applied here (a file of the old commit missing locally) is not the
+                // end: the chunks still are, verified the same way.
+                Err(e) => (self.events)(&Event::DeltaFailed {
                     name: entry.name.to_string(),
                     reason: e.to_string(),
                 }),
-                Err(e) => return Err(e),
             }
         }
         let files = chunked::pull_commit(self, entry, sigs, current.as_ref())?.files;
@@ -524,7 +542,7 @@ pub fn pull(
         .into_iter()
         .map(|(_, c)| c)
         .collect();
-    ctx.cache.tidy(&summary.packs, &keep);
+    ctx.cache.tidy(repo, &summary.packs, &keep);
     Ok(PullReport {
         remote: remote.name.clone(),
         serial: summary.serial,
