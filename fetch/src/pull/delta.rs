@@ -58,10 +58,11 @@ pub(super) fn pull_delta(
         let _ = std::fs::remove_file(&part);
         return Err(PullError::Pinned {
             file: path,
-            reason: format!(
-                "{n} bytes whose BLAKE3 is not the {} bytes the summary pins",
-                delta.size
-            ),
+            reason: if n != delta.size {
+                format!("{n} bytes, the summary says {}", delta.size)
+            } else {
+                format!("its BLAKE3 is not {}, the one the summary pins", delta.id)
+            },
         });
     }
 

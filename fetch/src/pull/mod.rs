@@ -167,6 +167,12 @@ pub enum PullError {
         /// What it publishes.
         available: String,
     },
+    /// The remote's summary lists no ref at all.
+    #[error("remote '{remote}' publishes no ref: its summary is empty")]
+    NothingPublished {
+        /// The remote.
+        remote: String,
+    },
     /// The offered commit is older than the one the ref has.
     #[error("{0}")]
     Downgrade(Box<Downgrade>),
@@ -505,10 +511,8 @@ pub fn pull(
         None => summary.refs.iter().collect(),
     };
     if entries.is_empty() {
-        return Err(PullError::NoSuchRef {
+        return Err(PullError::NothingPublished {
             remote: remote.name.clone(),
-            name: "any ref".into(),
-            available: available(summary),
         });
     }
 
