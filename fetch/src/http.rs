@@ -349,7 +349,9 @@ impl Http {
                 if let Some(boundary) = content_type.and_then(multipart_boundary) {
                     let wanted: u64 = spans.iter().map(Span::len).sum();
                     let cap = wanted + 512 * spans.len() as u64 + 1024;
-                    let mut body = Vec::new();
+                    // Sized up front: growing by doubling would hold up to three times the
+                    // body while it arrives. `wanted` is bounded by the caller's budget.
+                    let mut body = Vec::with_capacity(usize::try_from(cap).unwrap_or(0));
                     read_body(
                         url,
                         response.into_body(),
@@ -381,7 +383,7 @@ impl Http {
                 if !match_parts(spans, &[span]) {
                     return Err(bad_range(value.to_string()));
                 }
-                let mut body = Vec::new();
+                let mut body = Vec::with_capacity(usize::try_from(span.len()).unwrap_or(0));
                 let len = read_body(
                     url,
                     response.into_body(),

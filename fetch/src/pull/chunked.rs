@@ -203,7 +203,8 @@ pub(super) fn pull_commit(
                 .par_iter()
                 .try_for_each(|p| store_file(repo, &txn, &remote, p, &fetched))
         })?;
-        txn.commit()?;
+        // Durable content now; durable names with the sync before the ref (below).
+        txn.commit_unsynced()?;
         written += batch.files.len() as u64;
         done += batch.bytes;
         (ctx.events)(&Event::Progress {
@@ -219,7 +220,11 @@ pub(super) fn pull_commit(
         .sum();
     ctx.fetched += up_front + streamed.into_inner();
 
-    // 4. Trees and the commit last, with its signatures and the ref.
+    // 4. Trees and the commit last, with its signatures and the ref, once every batch's
+    //    objects are durable under their names.
+    if !batches.is_empty() {
+        repo.sync()?;
+    }
     let txn = repo.begin()?;
     for (id, bytes) in &verified {
         if *id == commit_id.0 {

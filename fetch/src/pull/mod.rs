@@ -54,7 +54,7 @@ impl Default for PullOptions {
         PullOptions {
             allow_downgrade: false,
             now: None,
-            batch_bytes: 8 << 20,
+            batch_bytes: 4 << 20,
             use_deltas: true,
             fetch: None,
         }
@@ -291,7 +291,7 @@ const PULL_RANGE_GAP: u64 = 512;
 const PULL_RANGES_PER_REQUEST: usize = 200;
 
 /// Threads storing files during a chunked pull.
-const WRITER_THREADS: usize = 8;
+const WRITER_THREADS: usize = 4;
 
 /// How far a commit's timestamp may be after its summary's.
 const FUTURE_SLACK: u64 = 86_400;

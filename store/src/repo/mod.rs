@@ -211,6 +211,13 @@ impl Repo {
         self.dir.as_fd()
     }
 
+    /// Make everything written to the repository's filesystem durable (`syncfs`): the
+    /// directory entries of objects published by [`Transaction::commit_unsynced`] among
+    /// them.
+    pub fn sync(&self) -> Result<()> {
+        rustix::fs::syncfs(self.dir()).at_path(self.path())
+    }
+
     /// The `objects/` directory handle.
     pub fn objects_dir(&self) -> BorrowedFd<'_> {
         self.objects.as_fd()

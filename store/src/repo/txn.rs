@@ -372,14 +372,25 @@ impl Transaction<'_> {
     /// afterwards; to name one without a prune slipping in between, use
     /// [`Transaction::commit_and_set_ref`].
     pub fn commit(mut self) -> Result<()> {
-        self.publish()
+        self.publish(true)
+    }
+
+    /// Like [`Transaction::commit`], but without fsyncing the fan-out directories: the
+    /// objects are durable and visible, while their directory entries become durable with
+    /// the next `syncfs` of the filesystem ([`Repo::sync`], or any later commit that stages
+    /// something). For objects no ref names yet, written in many batches (a pull): a power
+    /// cut may then lose some of them, never leave one half-written, and the fsync of every
+    /// touched fan-out per batch (hundreds of directory fsyncs) is paid once instead. Call
+    /// [`Repo::sync`] before a ref names them.
+    pub fn commit_unsynced(mut self) -> Result<()> {
+        self.publish(false)
     }
 
     /// Publish the staged objects, then point `name` at `commit`, all under the
     /// repository's shared lock, so a concurrent prune (which takes it exclusive) sees
     /// either neither or both.
     pub fn commit_and_set_ref(mut self, name: &super::RefName, commit: &CommitId) -> Result<()> {
-        self.publish()?;
+        self.publish(true)?;
         self.repo.write_ref(name, commit)
     }
 
@@ -390,11 +401,11 @@ impl Transaction<'_> {
         name: &super::RefName,
         commit: &CommitId,
     ) -> Result<()> {
-        self.publish()?;
+        self.publish(true)?;
         self.repo.write_remote_ref(remote, name, commit)
     }
 
-    fn publish(&mut self) -> Result<()> {
+    fn publish(&mut self, sync_dirs: bool) -> Result<()> {
         let staged = std::mem::take(&mut *self.staged.lock().expect("poisoned"));
         if !staged.is_empty() {
             // One syncfs makes all staged content durable before any becomes visible.
@@ -429,11 +440,14 @@ impl Transaction<'_> {
                 }
                 touched.insert(dir);
             }
-            for dir in &touched {
-                rustix::fs::fsync(&fanouts[dir])
-                    .at_path(self.repo.path().join("objects").join(dir))?;
+            if sync_dirs {
+                for dir in &touched {
+                    rustix::fs::fsync(&fanouts[dir])
+                        .at_path(self.repo.path().join("objects").join(dir))?;
+                }
+                rustix::fs::fsync(self.repo.objects_dir())
+                    .at_path(self.repo.path().join("objects"))?;
             }
-            rustix::fs::fsync(self.repo.objects_dir()).at_path(self.repo.path().join("objects"))?;
         }
         for (commit, sigs) in std::mem::take(&mut *self.signatures.lock().expect("poisoned")) {
             // Keep signatures an identical, earlier commit already has.
