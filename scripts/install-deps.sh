@@ -23,6 +23,8 @@ if [ "${1:-}" = --bench ]; then
     PACKAGES+=(
         ostree    # the peer the store is compared with
         dpkg-dev  # dpkg -x unpacks the .debs the bench tree is made of
+        casync    # the transport bench's chunk-only peer (casync extract --seed)
+        wrk       # the transport bench's load generator (200 concurrent clients)
     )
 fi
 
