@@ -394,6 +394,9 @@ impl PullCtx<'_> {
 
     fn pull_ref(&mut self, entry: &RefEntry) -> Result<RefOutcome, PullError> {
         let repo = self.repo;
+        // Shared for the whole ref: a prune must not remove what a completeness check or an
+        // earlier batch relied on before the ref names it.
+        let _lock = repo.lock_shared()?;
         let previous = repo.read_remote_ref(&self.remote.name, &entry.name)?;
         let current = match previous {
             Some(c) if repo.has_object(ObjectKind::Commit, &c.0)? => Some(c),
