@@ -37,6 +37,9 @@ pub struct FetchConfig {
     pub retry_backoff: Duration,
     /// Most requests in flight at once in [`Fetcher::get_ranges`](crate::Fetcher::get_ranges).
     pub max_parallel: usize,
+    /// Ranges are spread over parallel requests only with at least this many bytes for
+    /// each: below it, more requests cost more round trips than they save.
+    pub min_parallel_bytes: u64,
     /// Two wanted ranges separated by at most this many bytes are fetched as one.
     pub range_gap: u64,
     /// Most byte ranges asked for in one request (a `multipart/byteranges` response).
@@ -69,6 +72,7 @@ impl Default for FetchConfig {
             retries: 3,
             retry_backoff: Duration::from_millis(500),
             max_parallel: 4,
+            min_parallel_bytes: crate::ranges::MIN_PARALLEL_BYTES,
             range_gap: 64 * 1024,
             max_ranges_per_request: 32,
             max_redirects: 5,

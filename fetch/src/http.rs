@@ -267,7 +267,13 @@ impl Http {
         }
         let spans = coalesce(ranges, self.cfg.range_gap);
         let parallel = self.cfg.max_parallel.max(1);
-        let mut groups = group(&spans, parallel, self.cfg.max_ranges_per_request).into_iter();
+        let mut groups = group(
+            &spans,
+            parallel,
+            self.cfg.max_ranges_per_request,
+            self.cfg.min_parallel_bytes,
+        )
+        .into_iter();
         let mut tasks = JoinSet::new();
         let spawn = |tasks: &mut JoinSet<_>, spans: Vec<Span>| {
             let http = self.clone();

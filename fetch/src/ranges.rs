@@ -51,21 +51,26 @@ pub(crate) fn coalesce(ranges: &[(u64, u64)], gap: u64) -> Vec<Span> {
     out
 }
 
-/// Below this many bytes per request, spreading spans over parallel requests costs more
-/// round trips than it saves: small fetches go in as few requests as the range cap allows.
+/// Default of [`crate::FetchConfig::min_parallel_bytes`]: below this many bytes per
+/// request, spreading spans over parallel requests costs more round trips than it saves.
 pub(crate) const MIN_PARALLEL_BYTES: u64 = 1 << 20;
 
 /// Splits spans into requests: at most `max_per_request` spans each, neighbours kept
 /// together, and spread over up to `max_parallel` requests when there are at least
-/// [`MIN_PARALLEL_BYTES`] per request to share.
-pub(crate) fn group(spans: &[Span], max_parallel: usize, max_per_request: usize) -> Vec<Vec<Span>> {
+/// `min_parallel_bytes` per request to share.
+pub(crate) fn group(
+    spans: &[Span],
+    max_parallel: usize,
+    max_per_request: usize,
+    min_parallel_bytes: u64,
+) -> Vec<Vec<Span>> {
     if spans.is_empty() {
         return Vec::new();
     }
     let max_per_request = max_per_request.max(1);
     let by_size = spans.len().div_ceil(max_per_request);
     let total: u64 = spans.iter().map(Span::len).sum();
-    let worth = usize::try_from(total.div_ceil(MIN_PARALLEL_BYTES)).unwrap_or(usize::MAX);
+    let worth = usize::try_from(total.div_ceil(min_parallel_bytes.max(1))).unwrap_or(usize::MAX);
     let requests = by_size.max(max_parallel.max(1).min(spans.len()).min(worth));
     let per = spans.len().div_ceil(requests);
     spans.chunks(per).map(<[Span]>::to_vec).collect()
@@ -310,9 +315,9 @@ mod tests {
                 end: i * 2 * mib + mib,
             })
             .collect();
-        assert_eq!(group(&big, 4, 32).len(), 4);
-        assert_eq!(group(&big, 1, 3).len(), 4);
-        assert_eq!(group(&big[..1], 4, 32).len(), 1);
+        assert_eq!(group(&big, 4, 32, MIN_PARALLEL_BYTES).len(), 4);
+        assert_eq!(group(&big, 1, 3, MIN_PARALLEL_BYTES).len(), 4);
+        assert_eq!(group(&big[..1], 4, 32, MIN_PARALLEL_BYTES).len(), 1);
         // Small fetches are not spread: one request, unless the range cap splits them.
         let small: Vec<Span> = (0..10)
             .map(|i| Span {
@@ -320,8 +325,8 @@ mod tests {
                 end: i * 100 + 1,
             })
             .collect();
-        assert_eq!(group(&small, 4, 32).len(), 1);
-        assert_eq!(group(&small, 4, 3).len(), 4);
+        assert_eq!(group(&small, 4, 32, MIN_PARALLEL_BYTES).len(), 1);
+        assert_eq!(group(&small, 4, 3, MIN_PARALLEL_BYTES).len(), 4);
         // Three MiB in ten spans: three requests are worth it, not four.
         let three: Vec<Span> = (0..10)
             .map(|i| Span {
@@ -329,7 +334,7 @@ mod tests {
                 end: i * mib + 3 * mib / 10,
             })
             .collect();
-        assert_eq!(group(&three, 4, 32).len(), 3);
+        assert_eq!(group(&three, 4, 32, MIN_PARALLEL_BYTES).len(), 3);
     }
 
     #[test]

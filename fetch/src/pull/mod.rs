@@ -268,6 +268,9 @@ pub fn fetch_config(remote: &Remote) -> FetchConfig {
     // 8 KiB request line and header limits of common servers).
     cfg.range_gap = PULL_RANGE_GAP;
     cfg.max_ranges_per_request = PULL_RANGES_PER_REQUEST;
+    // A batch's blobs in one request per pack: a full pull in fewer than one request per
+    // 100 files, with the bytes of one batch in flight.
+    cfg.min_parallel_bytes = PullOptions::default().batch_bytes;
     if !remote.tls.is_empty() {
         cfg.tls = Some(TlsConfig {
             ca_file: remote.tls.ca.clone(),
@@ -486,6 +489,7 @@ pub fn pull(
     let trusted = remote.trusted_keys()?;
     let mut cfg = opts.fetch.clone().unwrap_or_else(|| fetch_config(remote));
     cfg.base_url = remote.url.clone();
+    cfg.min_parallel_bytes = opts.batch_bytes;
     if cfg.tls.is_none() {
         cfg.tls = fetch_config(remote).tls;
     }
