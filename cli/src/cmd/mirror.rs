@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fetch::mirror::mirror;
-use fetch::{FetchConfig, Fetcher, TlsConfig};
+use fetch::{FetchConfig, Fetcher};
 
 use super::{print_json, KeysArg, TlsArgs};
 
@@ -43,14 +43,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no trusted key given");
     }
     let mut cfg = FetchConfig::new(args.url.clone());
-    let tls = args.tls.to_remote();
-    if !tls.is_empty() {
-        cfg.tls = Some(TlsConfig {
-            ca_file: tls.ca,
-            client_cert: tls.client_cert,
-            client_key: tls.client_key,
-        });
-    }
+    cfg.tls = fetch::pull::tls_config(&args.tls.to_remote());
     let fetcher = Fetcher::new(cfg)?;
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;

@@ -9,7 +9,7 @@
 //! batches before the ref names them. The commit object and its trees are written last, in
 //! one transaction with the ref, so a commit is never present without all it names.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 
 use rayon::prelude::*;
@@ -19,7 +19,7 @@ use store::pack::{verify_blob, BlobKind, ChunkIndex, FileChunks, PackIndex};
 use store::summary::RefEntry;
 use store::{CommitId, FileId, Repo};
 
-use super::source::{locate, ContentReader, Loc, Piece, Remote};
+use super::source::{fetch_locs, locate, ContentReader, Loc, Piece, Remote};
 use super::{Event, PullCtx, PullError};
 
 fn locate_or_err(packs: &[PackIndex], kind: BlobKind, id: &ObjectId) -> Result<Loc, PullError> {
@@ -33,26 +33,15 @@ type Fetched = HashMap<(BlobKind, ObjectId), (Loc, Vec<u8>)>;
 
 /// Fetch `locs` (grouped per pack, coalesced by the fetcher) and return their stored bytes.
 fn fetch_blobs(ctx: &PullCtx<'_>, locs: &[Loc]) -> Result<Fetched, PullError> {
-    let mut by_pack: BTreeMap<usize, Vec<Loc>> = BTreeMap::new();
-    for loc in locs {
-        by_pack.entry(loc.pack).or_default().push(*loc);
-    }
-    let mut out = HashMap::with_capacity(locs.len());
-    for (pack, mut locs) in by_pack {
-        locs.sort_by_key(|l| l.entry.offset);
-        locs.dedup_by_key(|l| l.entry.offset);
-        let ranges: Vec<(u64, u64)> = locs
-            .iter()
-            .map(|l| (l.entry.offset, u64::from(l.entry.stored_len)))
-            .collect();
-        let total = ranges.iter().map(|r| r.1).sum();
-        let path = format!("packs/{}.pack", ctx.packs[pack].pack_id());
-        let parts = ctx.fetcher.get_ranges(&path, &ranges, total)?;
-        for (loc, bytes) in locs.into_iter().zip(parts) {
-            out.insert((loc.entry.kind, loc.entry.id), (loc, bytes));
-        }
-    }
-    Ok(out)
+    let mut locs = locs.to_vec();
+    locs.sort_by_key(|l| (l.pack, l.entry.offset));
+    locs.dedup_by_key(|l| (l.pack, l.entry.offset));
+    let parts = fetch_locs(ctx.fetcher, &ctx.packs, &locs)?;
+    Ok(locs
+        .into_iter()
+        .zip(parts)
+        .map(|(loc, bytes)| ((loc.entry.kind, loc.entry.id), (loc, bytes)))
+        .collect())
 }
 
 /// A file to fetch, with where each of its chunks comes from.

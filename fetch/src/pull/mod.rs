@@ -259,6 +259,15 @@ pub struct Downgrade {
     pub offered_time: u64,
 }
 
+/// A remote's TLS files as the fetch layer takes them; `None` when none is set.
+pub fn tls_config(tls: &store::remote::RemoteTls) -> Option<TlsConfig> {
+    (!tls.is_empty()).then(|| TlsConfig {
+        ca_file: tls.ca.clone(),
+        client_cert: tls.client_cert.clone(),
+        client_key: tls.client_key.clone(),
+    })
+}
+
 /// The fetch configuration of a remote.
 pub fn fetch_config(remote: &Remote) -> FetchConfig {
     let mut cfg = FetchConfig::new(remote.url.clone());
@@ -271,13 +280,7 @@ pub fn fetch_config(remote: &Remote) -> FetchConfig {
     // A batch's blobs in one request per pack: a full pull in fewer than one request per
     // 100 files, with the bytes of one batch in flight.
     cfg.min_parallel_bytes = PullOptions::default().batch_bytes;
-    if !remote.tls.is_empty() {
-        cfg.tls = Some(TlsConfig {
-            ca_file: remote.tls.ca.clone(),
-            client_cert: remote.tls.client_cert.clone(),
-            client_key: remote.tls.client_key.clone(),
-        });
-    }
+    cfg.tls = tls_config(&remote.tls);
     cfg
 }
 

@@ -56,31 +56,40 @@ pub(super) struct Remote<'a> {
     pub(super) fetched: &'a AtomicU64,
 }
 
-impl Remote<'_> {
-    /// Fetch `locs` (in pack order, few requests) and return their stored bytes in order.
-    fn fetch(&self, locs: &[Loc]) -> io::Result<Vec<Vec<u8>>> {
-        let mut out: Vec<Option<Vec<u8>>> = vec![None; locs.len()];
-        let mut packs: Vec<usize> = locs.iter().map(|l| l.pack).collect();
-        packs.sort_unstable();
-        packs.dedup();
-        for pack in packs {
-            let which: Vec<usize> = (0..locs.len()).filter(|&i| locs[i].pack == pack).collect();
-            let ranges: Vec<(u64, u64)> = which
-                .iter()
-                .map(|&i| (locs[i].entry.offset, u64::from(locs[i].entry.stored_len)))
-                .collect();
-            let total: u64 = ranges.iter().map(|r| r.1).sum();
-            let path = format!("packs/{}.pack", self.packs[pack].pack_id());
-            let parts = self
-                .fetcher
-                .get_ranges(&path, &ranges, total)
-                .map_err(io::Error::other)?;
-            self.fetched.fetch_add(total, Ordering::Relaxed);
-            for (i, part) in which.into_iter().zip(parts) {
-                out[i] = Some(part);
-            }
+/// Fetch the stored bytes of `locs` from their packs, one `get_ranges` per pack (the fetch
+/// layer coalesces and groups the ranges into few requests), in the order of `locs`.
+pub(super) fn fetch_locs(
+    fetcher: &Fetcher,
+    packs: &[PackIndex],
+    locs: &[Loc],
+) -> Result<Vec<Vec<u8>>, crate::Error> {
+    let mut out: Vec<Vec<u8>> = vec![Vec::new(); locs.len()];
+    let mut pack_ids: Vec<usize> = locs.iter().map(|l| l.pack).collect();
+    pack_ids.sort_unstable();
+    pack_ids.dedup();
+    for pack in pack_ids {
+        let which: Vec<usize> = (0..locs.len()).filter(|&i| locs[i].pack == pack).collect();
+        let ranges: Vec<(u64, u64)> = which
+            .iter()
+            .map(|&i| (locs[i].entry.offset, u64::from(locs[i].entry.stored_len)))
+            .collect();
+        let total: u64 = ranges.iter().map(|r| r.1).sum();
+        let path = format!("packs/{}.pack", packs[pack].pack_id());
+        let parts = fetcher.get_ranges(&path, &ranges, total)?;
+        for (i, part) in which.into_iter().zip(parts) {
+            out[i] = part;
         }
-        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+    Ok(out)
+}
+
+impl Remote<'_> {
+    /// Fetch `locs` and return their stored bytes in order, counting the bytes.
+    fn fetch(&self, locs: &[Loc]) -> io::Result<Vec<Vec<u8>>> {
+        let parts = fetch_locs(self.fetcher, self.packs, locs).map_err(io::Error::other)?;
+        let total: u64 = locs.iter().map(|l| u64::from(l.entry.stored_len)).sum();
+        self.fetched.fetch_add(total, Ordering::Relaxed);
+        Ok(parts)
     }
 }
 
