@@ -109,6 +109,11 @@ impl World {
     }
 
     pub fn publish(&self, extra: &[&str]) {
+        self.try_publish(extra).success();
+    }
+
+    /// Run `update publish` of the builder with the release key and `extra` options.
+    pub fn try_publish(&self, extra: &[&str]) -> cli::Run {
         let mut args = vec![
             "publish",
             "--repo",
@@ -117,7 +122,7 @@ impl World {
             self.key.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        update(args).success();
+        update(args)
     }
 
     /// A fresh device repository of `mode` with the remote `origin` added.

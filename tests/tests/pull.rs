@@ -516,17 +516,7 @@ fn republishing_reuses_what_is_published_and_one_publish_runs_at_a_time() {
     let w = World::new();
     w.commit("1.0", 1_700_000_000);
     w.publish(&[]);
-    let publish = |extra: &[&str]| {
-        let mut args = vec![
-            "publish",
-            "--repo",
-            w.builder.to_str().unwrap(),
-            "--key",
-            w.key.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        update(args)
-    };
+    let publish = |extra: &[&str]| w.try_publish(extra);
     // Nothing changed: no pack written, the chunk index reused, the serial moves on.
     let again = publish(&[]);
     assert!(
@@ -569,17 +559,9 @@ fn republishing_reuses_what_is_published_and_one_publish_runs_at_a_time() {
 fn publish_prune_keeps_what_the_last_two_summaries_name() {
     let w = World::new();
     let publish = |extra: &[&str]| {
-        let mut args = vec![
-            "publish",
-            "--repo",
-            w.builder.to_str().unwrap(),
-            "--key",
-            w.key.to_str().unwrap(),
-            "--no-deltas",
-            "--prune",
-        ];
+        let mut args = vec!["--no-deltas", "--prune"];
         args.extend_from_slice(extra);
-        update(args).success().out().to_owned()
+        w.try_publish(&args).success().out().to_owned()
     };
     let count = |dir: &str| std::fs::read_dir(w.builder.join(dir)).map_or(0, |d| d.count());
     w.commit("1.0", 1_700_000_000);
