@@ -1,6 +1,12 @@
 //! `deploy`: turns a pulled commit into the system a device boots next.
 //!
-//! Not built yet: the sysroot layout, hardlink deployments, the `/etc` 3-way merge,
-//! Boot Loader Specification entries with boot counting, rollback and `prepare-root`
-//! arrive with the deploy-engine issue. This crate exists so the workspace has its final
-//! shape; it exports nothing, and no command claims to deploy.
+//! The sysroot layout is in `docs/deploy.md`. A deployment is a hardlink checkout of a
+//! commit with a merged `/etc`; it becomes bootable through a Boot Loader Specification
+//! entry whose file name carries a boot counter, so the firmware falls back by itself when
+//! a new deployment never comes up.
+
+pub mod bls;
+pub mod error;
+pub mod etc_merge;
+
+pub use error::{Error, Result};
