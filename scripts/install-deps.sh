@@ -17,6 +17,18 @@ PACKAGES=(
     tar           # GNU tar with --xattrs, for tar-source round trips
     nginx-light   # tests serve published repos from a real nginx (tests/src/nginx.rs)
     curl          # tests fetch from the served repos with a real HTTP(S) client
+    # The VM test (tests/tests/vm.rs, tests/vm/): a Debian kernel booted under qemu (TCG)
+    # with OVMF and systemd-boot, a busybox initramfs, a GPT disk packed without mounts.
+    qemu-system-x86   # qemu-system-x86_64
+    ovmf              # UEFI firmware (OVMF_CODE_4M.fd, OVMF_VARS_4M.fd)
+    systemd-boot-efi  # systemd-bootx64.efi, the boot loader reading the BLS entries
+    busybox-static    # the initramfs and the guest OS trees
+    mtools            # writes and reads the ESP image without mounting it
+    dosfstools        # mkfs.vfat -C
+    fdisk             # sfdisk writes the GPT on a plain file
+    e2fsprogs         # mkfs.ext4 -d fills the root image from a directory
+    cpio              # packs the initramfs
+    kmod              # depmod / modprobe --show-depends on the unpacked kernel
 )
 # What the benchmarks add (`--bench`): the peers they race.
 if [ "${1:-}" = --bench ]; then

@@ -4,7 +4,7 @@
 # repo, verify, publish it and serve it on 127.0.0.1; a device (a bare repo) adds the
 # remote with the key and pulls; the builder commits and publishes a second version (with
 # a static delta), the device pulls the update, checks it out by hardlinks and compares it
-# with the source; fsck both.
+# with the source; a device sysroot deploys it and marks it good; fsck all.
 #
 # Usage: scripts/quickstart.sh [WORKDIR] [SOURCE_TREE]
 #   WORKDIR      where repos and checkouts go (default: a new temp dir)
@@ -66,6 +66,16 @@ v2="$work/tree-v2"
 rm -rf "$v2" && cp -a "$src" "$v2"
 mkdir -p "$v2/usr/etc" && echo 'VERSION_ID=2.0' >>"$v2/usr/etc/os-release"
 echo 'new in 2.0' >"$v2/usr/share/NEWS"
+# A bootable tree carries its kernel where OSTree looks: /usr/lib/modules/KVER/vmlinuz.
+if ! ls "$v2"/usr/lib/modules/*/vmlinuz >/dev/null 2>&1; then
+    kver=$(uname -r)
+    mkdir -p "$v2/usr/lib/modules/$kver"
+    if [ -r "/boot/vmlinuz-$kver" ]; then
+        cp "/boot/vmlinuz-$kver" "$v2/usr/lib/modules/$kver/vmlinuz"
+    else
+        echo "stand-in kernel: this host has no readable /boot/vmlinuz-$kver" >"$v2/usr/lib/modules/$kver/vmlinuz"
+    fi
+fi
 c2=$(update commit --repo "$work/repo" --branch demo/stable --subject "Demo 2.0" \
     --version 2.0 --owner-uid 0 --owner-gid 0 --sign-with "$work/release.key" "$v2")
 update log --repo "$work/repo" demo/stable
@@ -86,7 +96,28 @@ diff -r --no-dereference "$v2" "$work/checkout-copy"
 echo "checkout matches the source tree"
 echo "requests the device made: $(wc -l <"$work/serve.log")"
 
+step "a device sysroot: deploy it, boot it (the firmware's part is simulated here), mark it good"
+rm -rf "$work/sysroot" && mkdir -p "$work/sysroot"
+update sysroot init --sysroot "$work/sysroot" --os demo --esp "$work/sysroot/efi" \
+    --karg root=/dev/vda2 --karg quiet
+update remote add --repo "$work/sysroot/update/repo" origin "http://127.0.0.1:$port/" \
+    --key "$work/release.key.pub"
+update pull --repo "$work/sysroot/update/repo" origin:demo/stable
+update deploy --sysroot "$work/sysroot" origin:demo/stable
+ls "$work/sysroot/efi/loader/entries"
+# What the firmware does: pick the first entry, count the try; the kernel command line
+# then names the deployment.
+entry=$(ls "$work/sysroot/efi/loader/entries" | head -1)
+grep '^options' "$work/sysroot/efi/loader/entries/$entry" | sed 's/^options *//' >"$work/cmdline"
+update status --sysroot "$work/sysroot" --proc-cmdline "$work/cmdline"
+update mark-good --sysroot "$work/sysroot" --proc-cmdline "$work/cmdline"
+update status --sysroot "$work/sysroot" --proc-cmdline "$work/cmdline"
+dep=$(sed 's/.*update.deployment=demo\///; s/ .*//' "$work/cmdline")
+diff -r --no-dereference "$v2/usr" "$work/sysroot/update/deploy/demo/deploy/$dep/usr"
+echo "the deployment's /usr matches the source tree"
+
 step "fsck"
 update fsck --repo "$work/repo"
 update fsck --repo "$work/device"
+update fsck --repo "$work/sysroot/update/repo"
 printf '\nDone. Everything is in %s\n' "$work"

@@ -49,6 +49,17 @@ enum Command {
     Remote(cmd::remote::RemoteCommand),
     Pull(cmd::pull::Args),
     Mirror(cmd::mirror::Args),
+    #[command(subcommand)]
+    Sysroot(cmd::sysroot::SysrootCommand),
+    Deploy(cmd::deploy::Args),
+    Status(cmd::status::Args),
+    MarkGood(cmd::boot::MarkGoodArgs),
+    Rollback(cmd::boot::RollbackArgs),
+    /// Keep a deployment whatever cleanup decides.
+    Pin(cmd::boot::PinArgs),
+    /// Let cleanup remove a deployment again.
+    Unpin(cmd::boot::PinArgs),
+    PrepareRoot(cmd::prepare_root::Args),
 }
 
 fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -71,6 +82,14 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Remote(a) => cmd::remote::run(a, out),
         Command::Pull(a) => cmd::pull::run(a, out),
         Command::Mirror(a) => cmd::mirror::run(a, out),
+        Command::Sysroot(a) => cmd::sysroot::run(a, out),
+        Command::Deploy(a) => cmd::deploy::run(a, out),
+        Command::Status(a) => cmd::status::run(a, out),
+        Command::MarkGood(a) => cmd::boot::mark_good(a, out),
+        Command::Rollback(a) => cmd::boot::rollback(a, out),
+        Command::Pin(a) => cmd::boot::pin(a, true, out),
+        Command::Unpin(a) => cmd::boot::pin(a, false, out),
+        Command::PrepareRoot(a) => cmd::prepare_root::run(a, out),
     }
 }
 

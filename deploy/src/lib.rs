@@ -10,3 +10,12 @@ pub mod error;
 pub mod etc_merge;
 
 pub use error::{Error, Result};
+pub mod actions;
+pub mod bootfiles;
+pub mod cmdline;
+pub mod deploy;
+pub mod deployment;
+pub mod prepare_root;
+pub mod space;
+pub mod state;
+pub mod sysroot;

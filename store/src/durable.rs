@@ -16,7 +16,7 @@ use crate::error::{IoResultExt, Result};
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name for a temporary file that no other process or thread will pick.
-pub(crate) fn temp_name(prefix: &str) -> String {
+pub fn temp_name(prefix: &str) -> String {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut r = [0u8; 4];
     // A failure of the system RNG only weakens uniqueness; pid and counter remain.
@@ -25,7 +25,7 @@ pub(crate) fn temp_name(prefix: &str) -> String {
 }
 
 /// Open a directory below `dir` without following a symlink at the last component.
-pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<OwnedFd> {
+pub fn open_dir_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
         dir,
         name,
@@ -36,7 +36,7 @@ pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result
 
 /// Create (if needed) and open each component of `rel` below `dir`, never following a
 /// symlink. `shown` is the path used in error messages.
-pub(crate) fn mkdir_all_at(dir: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Result<OwnedFd> {
+pub fn mkdir_all_at(dir: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Result<OwnedFd> {
     let mut cur = rustix::io::fcntl_dupfd_cloexec(dir, 0).at_path(shown)?;
     for comp in rel.components() {
         let name = comp.as_os_str().to_str().unwrap_or_default();
@@ -51,7 +51,7 @@ pub(crate) fn mkdir_all_at(dir: BorrowedFd<'_>, rel: &Path, shown: &Path) -> Res
 
 /// Publish `data` as `dir/name` atomically and durably: temp file, fsync, rename, fsync dir.
 /// A crash leaves either the old file or the new one, never a partial one.
-pub(crate) fn write_atomic(
+pub fn write_atomic(
     dir: BorrowedFd<'_>,
     name: &str,
     data: &[u8],
@@ -82,7 +82,7 @@ pub(crate) fn write_atomic(
 
 /// Remove `name` below `dir` and everything in it, never following symlinks.
 /// A missing `name` is not an error.
-pub(crate) fn remove_tree_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<()> {
+pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<()> {
     let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(()),

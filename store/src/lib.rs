@@ -19,7 +19,7 @@ pub mod chunk;
 pub mod commit;
 pub mod delta;
 pub mod diff;
-mod durable;
+pub mod durable;
 pub mod error;
 pub mod fsck;
 pub mod id;

@@ -24,6 +24,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod device;
 pub mod nginx;
 pub mod random;
 pub mod raw;

@@ -1,8 +1,10 @@
 //! One module per subcommand. Each has an `Args` struct (clap) and a `run` that calls the
 //! store and prints.
 
+pub mod boot;
 pub mod checkout;
 pub mod commit;
+pub mod deploy;
 pub mod diff;
 pub mod fsck;
 pub mod init;
@@ -10,6 +12,7 @@ pub mod key;
 pub mod log;
 pub mod ls;
 pub mod mirror;
+pub mod prepare_root;
 pub mod prune;
 pub mod publish;
 pub mod pull;
@@ -18,6 +21,8 @@ pub mod remote;
 pub mod serve;
 pub mod show;
 pub mod sign;
+pub mod status;
+pub mod sysroot;
 pub mod verify;
 
 use std::io::Write;

@@ -1,0 +1,61 @@
+//! `update prepare-root`: from an initramfs, make the deployment named on the kernel
+//! command line the root to switch to.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use deploy::prepare_root;
+
+const EXAMPLE: &str = "\
+Examples (in an initramfs /init, with the physical root mounted at /sysroot):
+  update prepare-root --sysroot /sysroot && exec switch_root /sysroot /sbin/init
+  update prepare-root --dry-run --proc-cmdline cmdline.txt --sysroot /mnt/root
+
+Reads update.deployment=OS/COMMIT.SERIAL from the kernel command line, makes that
+deployment appear at SYSROOT with the physical root at SYSROOT/sysroot, the OS's shared
+/var on /var, and /usr read-only. See docs/deploy.md for building an initramfs with it.";
+
+/// Mount the booted deployment as the new root (initramfs only).
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLE)]
+pub struct Args {
+    /// Where the physical root is mounted.
+    #[arg(long, value_name = "DIR", default_value = "/sysroot")]
+    sysroot: PathBuf,
+    /// The kernel command line to read.
+    #[arg(long, value_name = "FILE", default_value = "/proc/cmdline")]
+    proc_cmdline: PathBuf,
+    /// Only check and print what would be mounted.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Run `update prepare-root`.
+pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let plan = prepare_root::plan(&a.sysroot, &a.proc_cmdline)?;
+    writeln!(
+        out,
+        "prepare-root: deployment {} from {}",
+        plan.deployment,
+        plan.deploy_path.display()
+    )?;
+    if a.dry_run {
+        writeln!(out, "  /var from {}", plan.var_path.display())?;
+        writeln!(
+            out,
+            "  physical root at {}/sysroot, /usr read-only",
+            a.sysroot.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    out.flush()?;
+    prepare_root::run(&a.sysroot, &plan)?;
+    writeln!(
+        out,
+        "prepare-root: {} is ready at {}",
+        plan.deployment,
+        a.sysroot.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,499 @@
+//! `update deploy`: make a commit the system that boots next.
+//!
+//! The steps, and why a power cut at any instant leaves a bootable system
+//! (`docs/deploy.md` says the same for readers):
+//!
+//! 1. Hardlink checkout into `deploy/.staging-*` (invisible: not a `COMMIT.SERIAL` name).
+//! 2. `/etc` 3-way merge into the staging tree; boot files copied to the boot partition under
+//!    a temp name, then renamed to their checksum directory (never replaced once there).
+//! 3. `syncfs`, origin file written atomically, staging renamed to `COMMIT.SERIAL`, the
+//!    directory fsynced. Until now no entry names the new deployment, so the bootloader
+//!    still boots what it booted before.
+//! 4. The new entry is written to a temp name that does not end in `.conf` (systemd-boot
+//!    ignores it), fsynced, renamed to `update-OS-GEN+N.conf`, the entries directory fsynced.
+//!    The new entry sorts first (highest version), so this rename is the switch; every
+//!    older entry is still there for the firmware to fall back to.
+//! 5. Cleanup: entries of deployments no longer kept are removed first, then their
+//!    directories, then boot files no entry names. A crash here leaves extra files only.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use store::checkout::{checkout, CheckoutOptions, CheckoutStats, LinkMode};
+use store::durable;
+use store::remote::Remote;
+use store::sign::{verify_commit, TrustedKeys};
+use store::walk::{Node, WalkOptions, Walker};
+use store::{CommitId, Repo};
+
+use crate::bls::{EntriesDir, Entry, EntryName};
+use crate::bootfiles::{self, BootFiles, INITRAMFS, KERNEL};
+use crate::cmdline::DEPLOYMENT_KARG;
+use crate::deployment::{DeploymentId, DeploymentRef, Origin};
+use crate::error::{Error, IoResultExt, Result};
+use crate::etc_merge::{self, MergeReport};
+use crate::space;
+use crate::state::{Deployment, State};
+use crate::sysroot::{validate_karg, Sysroot};
+
+/// What to deploy, and how.
+#[derive(Clone, Debug)]
+pub struct DeployOptions {
+    /// The OS (default: the only one in the sysroot).
+    pub os: Option<String>,
+    /// `REMOTE:REF`, a local ref, or a commit; `None`: what the current default deployment
+    /// tracks.
+    pub rev: Option<String>,
+    /// Kernel arguments to add (a `key=value` replaces an earlier `key=`).
+    pub kargs: Vec<String>,
+    /// Boot tries of the new entry (default: the sysroot's boot-retry-limit).
+    pub retries: Option<u32>,
+    /// Require a signature by a trusted key (on by default; off only with a loud warning).
+    pub verify: bool,
+    /// Allow a commit older than the booted one.
+    pub allow_downgrade: bool,
+    /// Where the booted kernel's command line is.
+    pub proc_cmdline: PathBuf,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            os: None,
+            rev: None,
+            kargs: Vec::new(),
+            retries: None,
+            verify: true,
+            allow_downgrade: false,
+            proc_cmdline: PathBuf::from(crate::cmdline::PROC_CMDLINE),
+        }
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug)]
+pub struct DeployReport {
+    /// The new deployment.
+    pub deployment: DeploymentRef,
+    /// Its entry's file name.
+    pub entry: String,
+    /// The commit's `version`.
+    pub version: Option<String>,
+    /// Trusted keys whose signatures verified.
+    pub signers: Vec<String>,
+    /// The `/etc` merge (`None` on a first deployment).
+    pub merge: Option<MergeReport>,
+    /// What the checkout wrote.
+    pub checkout: CheckoutStats,
+    /// Whether kernel and initramfs were copied (false: shared with another deployment).
+    pub boot_files_copied: bool,
+    /// Deployments removed by cleanup.
+    pub removed: Vec<DeploymentId>,
+    /// Boot file directories removed by cleanup.
+    pub removed_boot: Vec<String>,
+    /// Cleanup steps that failed (the deployment itself succeeded).
+    pub warnings: Vec<String>,
+}
+
+/// Deploy. See the module documentation for the steps.
+pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
+    let os = sysroot.pick_os(opts.os.as_deref())?;
+    for k in &opts.kargs {
+        validate_karg(k)?;
+    }
+    let retries = opts.retries.unwrap_or(sysroot.config().boot_retry_limit);
+    if !(1..=crate::sysroot::MAX_RETRIES).contains(&retries) {
+        return Err(Error::invalid(
+            format!("boot tries {retries}"),
+            format!("must be 1 to {}", crate::sysroot::MAX_RETRIES),
+        ));
+    }
+    let _lock = sysroot.lock()?;
+    let repo = sysroot.repo()?;
+    let boot = sysroot.boot_dir();
+    let state = State::load(sysroot, &os, &opts.proc_cmdline)?;
+    // The deployment whose /etc and kernel arguments carry over: the booted one if this OS
+    // is booted, else the one that boots next.
+    let merge_from: Option<&Deployment> = state
+        .booted_deployment()
+        .or(state.default())
+        .filter(|d| d.present);
+
+    let refspec = match &opts.rev {
+        Some(r) => r.clone(),
+        None => merge_from.and_then(|d| d.origin.as_ref()).map(|o| o.refspec.clone()).ok_or_else(|| {
+            Error::State(format!("nothing to deploy: name a ref or commit (no deployment of {os} tracks one yet)"))
+        })?,
+    };
+    let commit_id = repo.resolve_rev(&refspec)?;
+    let commit = repo.read_commit(&commit_id)?;
+    let signers = if opts.verify {
+        verify(&repo, &refspec, &commit_id)?
+    } else {
+        Vec::new()
+    };
+    if let Some(b) = state.booted_deployment() {
+        if !opts.allow_downgrade && b.id.commit != commit_id {
+            let booted = repo.read_commit(&b.id.commit)?;
+            if commit.timestamp < booted.timestamp {
+                return Err(Error::State(format!(
+                    "refusing to deploy {commit_id}: it is older than the booted commit {} ({} < {}); pass --allow-downgrade to do it anyway",
+                    b.id.commit, commit.timestamp, booted.timestamp
+                )));
+            }
+        }
+    }
+
+    let deploy_dir = sysroot.deployments_dir(&os);
+    let dir_fd = rustix::fs::open(
+        &deploy_dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .at_path(&deploy_dir)?;
+    clean_leftovers(&deploy_dir, dir_fd.as_fd(), &state)?;
+    let entries = EntriesDir::open(&boot, true)?;
+    entries.clean_temp()?;
+    for dup in &state.duplicates {
+        entries.remove(dup)?;
+    }
+
+    // Free space, before anything is written.
+    let need = space::estimate(&repo, &commit_id)?;
+    space::check(&deploy_dir, need.sysroot)?;
+
+    let serial = (0u32..).find(|n| {
+        let id = DeploymentId {
+            commit: commit_id,
+            serial: *n,
+        };
+        !deploy_dir.join(id.to_string()).exists() && !state.deployments.iter().any(|d| d.id == id)
+    });
+    let id = DeploymentId {
+        commit: commit_id,
+        serial: serial.expect("a free serial"),
+    };
+    let staging_name = durable::temp_name(".staging-");
+    let staging = deploy_dir.join(&staging_name);
+    let result = (|| {
+        let stats = checkout(
+            &repo,
+            &commit_id,
+            &staging,
+            &CheckoutOptions {
+                subpath: None,
+                mode: LinkMode::Hardlink,
+            },
+        )?;
+        prepare_tree(&staging)?;
+        let files = BootFiles::find(&staging)?;
+        let copied = !files.installed(&boot, &os);
+        if copied {
+            space::check(&boot, files.size + 64 * 1024)?;
+        }
+        let merge = match merge_from {
+            Some(d) => {
+                let old = deploy_dir.join(d.id.to_string());
+                let old_defaults = old.join("usr/etc");
+                let local = old.join("etc");
+                Some(etc_merge::merge(
+                    old_defaults.is_dir().then_some(old_defaults.as_path()),
+                    local.is_dir().then_some(local.as_path()),
+                    &staging.join("usr/etc"),
+                    &staging.join("etc"),
+                )?)
+            }
+            None => {
+                etc_merge::merge(None, None, &staging.join("usr/etc"), &staging.join("etc"))?;
+                None
+            }
+        };
+        files.install(&boot, &os)?;
+        Ok::<_, Error>((stats, files, copied, merge))
+    })();
+    let (stats, files, copied, merge) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = durable::remove_tree_at(dir_fd.as_fd(), &staging_name);
+            return Err(e);
+        }
+    };
+
+    let mut kargs: Vec<String> = match merge_from.and_then(|d| d.origin.as_ref()) {
+        Some(o) => o.kargs.clone(),
+        None => sysroot.config().kargs.clone(),
+    };
+    for k in &opts.kargs {
+        add_karg(&mut kargs, k);
+    }
+    let version = commit
+        .metadata
+        .iter()
+        .find(|(k, _)| k == "version")
+        .map(|(_, v)| v.clone());
+    let origin = Origin {
+        refspec,
+        kargs: kargs.clone(),
+        signers: signers.clone(),
+        pinned: false,
+        version: version.clone(),
+        boot_dir: files.rel_dir(&os),
+        deployed_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let publish = (|| {
+        rustix::fs::syncfs(&dir_fd).at_path(&deploy_dir)?;
+        durable::write_atomic(
+            dir_fd.as_fd(),
+            &id.origin_name(),
+            origin.to_text().as_bytes(),
+            0o644,
+            &deploy_dir.join(id.origin_name()),
+        )?;
+        rustix::fs::renameat(
+            &dir_fd,
+            staging_name.as_str(),
+            &dir_fd,
+            id.to_string().as_str(),
+        )
+        .at_path(deploy_dir.join(id.to_string()))?;
+        rustix::fs::fsync(&dir_fd).at_path(&deploy_dir)
+    })();
+    if let Err(e) = publish {
+        let _ = durable::remove_tree_at(dir_fd.as_fd(), &staging_name);
+        let _ = rustix::fs::unlinkat(
+            &dir_fd,
+            id.origin_name().as_str(),
+            rustix::fs::AtFlags::empty(),
+        );
+        return Err(e);
+    }
+
+    let dref = DeploymentRef { os: os.clone(), id };
+    let generation = state.max_generation() + 1;
+    let entry = make_entry(&os, &dref, generation, version.as_deref(), &files, &kargs);
+    let name = EntryName::new(&format!("update-{os}-{generation}"))?.with_tries(retries)?;
+    entries.write(&name, &entry)?;
+
+    // Cleanup: keep the new one, the booted one, the one merged from, and pinned ones.
+    // The new deployment is live already, so a failure here is reported, not fatal: the
+    // next deploy retries it.
+    let keep = |d: &Deployment| {
+        Some(d.id) == state.booted || merge_from.is_some_and(|m| m.id == d.id) || d.pinned()
+    };
+    let mut removed = Vec::new();
+    let mut warnings = Vec::new();
+    for d in state.deployments.iter().filter(|d| !keep(d)) {
+        let r = entries
+            .remove(&d.entry_name)
+            .and_then(|_| remove_deployment(&deploy_dir, dir_fd.as_fd(), &d.id));
+        match r {
+            Ok(()) => removed.push(d.id),
+            Err(e) => warnings.push(format!("could not remove old deployment {}: {e}", d.id)),
+        }
+    }
+    let mut used: Vec<String> = state
+        .deployments
+        .iter()
+        .filter(|d| !removed.contains(&d.id))
+        .flat_map(|d| std::iter::once(&d.entry.linux).chain(&d.entry.initrd))
+        .filter_map(|p| {
+            Path::new(p.trim_start_matches('/'))
+                .parent()
+                .and_then(Path::to_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    used.push(files.rel_dir(&os));
+    let removed_boot = bootfiles::remove_unused(&boot, &os, &used).unwrap_or_else(|e| {
+        warnings.push(format!("could not remove unused boot files: {e}"));
+        Vec::new()
+    });
+    Ok(DeployReport {
+        deployment: dref,
+        entry: name.file_name(),
+        version,
+        signers,
+        merge,
+        checkout: stats,
+        boot_files_copied: copied,
+        removed,
+        removed_boot,
+        warnings,
+    })
+}
+
+/// Check the commit's signatures: against the keys of the remote it came from when the
+/// refspec names one, else against every remote's keys.
+fn verify(repo: &Repo, refspec: &str, commit: &CommitId) -> Result<Vec<String>> {
+    let keys = match refspec.split_once(':') {
+        Some((remote, _)) => Remote::open(repo, remote)?.trusted_keys()?,
+        None => {
+            let mut all = TrustedKeys::new();
+            for r in Remote::list(repo)? {
+                for (name, key) in r.trusted_keys()?.iter() {
+                    all.insert(format!("{}/{name}", r.name), *key);
+                }
+            }
+            all
+        }
+    };
+    if keys.is_empty() {
+        return Err(Error::State(format!(
+            "cannot verify {commit}: no trusted keys are configured (add a remote with --key, or deploy with verification off)"
+        )));
+    }
+    Ok(verify_commit(repo, commit, &keys)?.trusted)
+}
+
+/// Shape a fresh checkout into a deployment: `/usr/etc` holds the defaults (a tree with only
+/// `/etc` gets it moved there), and the mount points `prepare-root` needs exist.
+fn prepare_tree(root: &Path) -> Result<()> {
+    let etc = root.join("etc");
+    let usr_etc = root.join("usr/etc");
+    let etc_is_dir = std::fs::symlink_metadata(&etc).map(|m| m.is_dir());
+    let usr_etc_is_dir = std::fs::symlink_metadata(&usr_etc).map(|m| m.is_dir());
+    match (etc_is_dir, usr_etc_is_dir) {
+        (Ok(true), Ok(true)) => {
+            return Err(Error::State(
+                "the tree has both /etc and /usr/etc: commit the defaults in one of them".into(),
+            ))
+        }
+        (Ok(true), Err(_)) => {
+            std::fs::create_dir_all(root.join("usr")).at_path(root.join("usr"))?;
+            std::fs::rename(&etc, &usr_etc).at_path(&usr_etc)?;
+        }
+        (Ok(false), _) => return Err(Error::State("the tree's /etc is not a directory".into())),
+        (_, Ok(false)) => {
+            return Err(Error::State(
+                "the tree's /usr/etc is not a directory".into(),
+            ))
+        }
+        (Err(_), Err(_)) => {
+            std::fs::create_dir_all(&usr_etc).at_path(&usr_etc)?;
+        }
+        (Err(_), Ok(true)) => {}
+    }
+    for d in ["var", "sysroot"] {
+        let p = root.join(d);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Error::State(format!("the tree's /{d} is not a directory"))),
+            Err(_) => std::fs::create_dir(&p).at_path(&p)?,
+        }
+    }
+    Ok(())
+}
+
+fn make_entry(
+    os: &str,
+    dref: &DeploymentRef,
+    generation: u64,
+    version: Option<&str>,
+    files: &BootFiles,
+    kargs: &[String],
+) -> Entry {
+    let short = &dref.id.commit.to_string()[..12];
+    let mut options: Vec<String> = kargs.to_vec();
+    options.push(format!("{DEPLOYMENT_KARG}{dref}"));
+    let dir = files.rel_dir(os);
+    Entry {
+        title: Some(match version {
+            Some(v) => format!("{os} {v} ({short})"),
+            None => format!("{os} ({short})"),
+        }),
+        version: Some(generation.to_string()),
+        sort_key: Some(format!("update-{os}")),
+        linux: format!("/{dir}/{KERNEL}"),
+        initrd: files
+            .initramfs
+            .as_ref()
+            .map(|_| format!("/{dir}/{INITRAMFS}"))
+            .into_iter()
+            .collect(),
+        options: vec![options.join(" ")],
+        ..Entry::default()
+    }
+}
+
+/// Add `arg` to `kargs`: a `key=value` replaces every earlier `key=...`, a plain word is
+/// added once.
+fn add_karg(kargs: &mut Vec<String>, arg: &str) {
+    match arg.split_once('=') {
+        Some((key, _)) => kargs.retain(|k| k.split_once('=').map(|(k2, _)| k2) != Some(key)),
+        None => kargs.retain(|k| k != arg),
+    }
+    kargs.push(arg.to_owned());
+}
+
+/// Remove a deployment's directory, then its origin file.
+pub(crate) fn remove_deployment(
+    deploy_dir: &Path,
+    dir: std::os::fd::BorrowedFd<'_>,
+    id: &DeploymentId,
+) -> Result<()> {
+    let name = id.to_string();
+    durable::remove_tree_at(dir, &name).at_path(deploy_dir.join(&name))?;
+    match rustix::fs::unlinkat(dir, id.origin_name().as_str(), rustix::fs::AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e).at_path(deploy_dir.join(id.origin_name())),
+    }
+    rustix::fs::fsync(dir).at_path(deploy_dir)
+}
+
+/// Remove what an interrupted deploy or cleanup left: hidden temp names, deployments no entry
+/// names (they never became bootable, or their entry was already removed), and origin
+/// files without a deployment.
+fn clean_leftovers(
+    deploy_dir: &Path,
+    dir: std::os::fd::BorrowedFd<'_>,
+    state: &State,
+) -> Result<()> {
+    for id in &state.orphans {
+        if Some(*id) != state.booted {
+            remove_deployment(deploy_dir, dir, id)?;
+        }
+    }
+    for e in std::fs::read_dir(deploy_dir).at_path(deploy_dir)? {
+        let e = e.at_path(deploy_dir)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Every hidden name here is a temp: staging trees, the checkout's own temp beside
+        // one (`..staging-*.tmp-*`), atomic-write temps.
+        if name.starts_with('.') {
+            durable::remove_tree_at(dir, &name).at_path(e.path())?;
+        } else if let Some(stem) = name.strip_suffix(".origin") {
+            if DeploymentId::parse(stem).is_ok() && !deploy_dir.join(stem).exists() {
+                let _ = rustix::fs::unlinkat(dir, name.as_str(), rustix::fs::AtFlags::empty());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Walk helper for [`space::estimate`]: sizes of files below `prefix` in the commit.
+pub(crate) fn subtree_bytes(repo: &Repo, commit: &CommitId, prefix: &str) -> Result<u64> {
+    let entry = match store::walk::resolve_path(repo, commit, prefix) {
+        Ok(e) => e,
+        Err(store::Error::PathNotFound { .. }) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    if !matches!(entry.node, Node::Dir { .. }) {
+        return Ok(entry.header(repo)?.map_or(0, |h| h.size));
+    }
+    let mut total = 0;
+    for e in Walker::from_entry(
+        repo,
+        entry,
+        WalkOptions {
+            metadata: true,
+            ..WalkOptions::default()
+        },
+    ) {
+        if let Some(h) = e?.header(repo)? {
+            total += h.size;
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,46 @@
+//! Free-space checks, so a deploy fails before writing rather than half way.
+
+use std::path::Path;
+
+use store::walk::{WalkOptions, Walker};
+use store::{CommitId, Repo};
+
+use crate::error::{Error, IoResultExt, Result};
+
+/// Bytes a deployment of a commit needs on the sysroot.
+#[derive(Clone, Copy, Debug)]
+pub struct Need {
+    /// Directory blocks of the hardlink checkout plus the copied `/etc`, with a margin.
+    pub sysroot: u64,
+}
+
+/// Estimate what deploying `commit` writes on the sysroot: a block per directory (the
+/// files themselves are hardlinks), the `/etc` copy, and 1 MiB for origin and metadata.
+pub fn estimate(repo: &Repo, commit: &CommitId) -> Result<Need> {
+    let mut dirs = 0u64;
+    for e in Walker::commit(repo, commit, WalkOptions::default())? {
+        if e?.is_dir() {
+            dirs += 1;
+        }
+    }
+    let etc = crate::deploy::subtree_bytes(repo, commit, "usr/etc")?
+        + crate::deploy::subtree_bytes(repo, commit, "etc")?;
+    Ok(Need {
+        sysroot: dirs * 4096 + etc + (1 << 20),
+    })
+}
+
+/// Fail with [`Error::NoSpace`] unless the filesystem holding `dir` has `needed` bytes
+/// free for an unprivileged writer.
+pub fn check(dir: &Path, needed: u64) -> Result<()> {
+    let st = rustix::fs::statvfs(dir).at_path(dir)?;
+    let available = st.f_bavail.saturating_mul(st.f_frsize);
+    if available < needed {
+        return Err(Error::NoSpace {
+            path: dir.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
