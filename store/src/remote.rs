@@ -186,6 +186,88 @@ impl Remote {
         tls: &RemoteTls,
     ) -> Result<Remote> {
         validate_remote_name(name)?;
+        let remotes_path = repo.path().join(REMOTES_DIR);
+        let remotes = durable::mkdir_all_at(repo.dir(), Path::new(REMOTES_DIR), &remotes_path)?;
+        if rustix::fs::statat(&remotes, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            return Err(remote_err(name, "exists already (remove it first)"));
+        }
+        let tmp = Remote::build(repo, &remotes, name, url, keys, tls)?;
+        let placed = match rustix::fs::renameat_with(
+            &remotes,
+            tmp.as_str(),
+            &remotes,
+            name,
+            RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => rustix::fs::fsync(&remotes).at_path(&remotes_path),
+            Err(Errno::EXIST) => Err(remote_err(name, "exists already (remove it first)")),
+            Err(e) => Err(e).at_path(remotes_path.join(name)),
+        };
+        if placed.is_err() {
+            let _ = durable::remove_tree_at(remotes.as_fd(), &tmp);
+        }
+        placed?;
+        Remote::open(repo, name)
+    }
+
+    /// Replace an existing remote's URL, keys and TLS files in one step, keeping its trust
+    /// state (the last serial and time seen), so a reconfiguration cannot be used to roll a
+    /// device back. Takes the remote's pull lock.
+    pub fn reconfigure(
+        repo: &Repo,
+        name: &str,
+        url: &str,
+        keys: KeySource<'_>,
+        tls: &RemoteTls,
+    ) -> Result<Remote> {
+        let old = Remote::open(repo, name)?;
+        let _lock = old.lock()?;
+        let remotes_path = repo.path().join(REMOTES_DIR);
+        let remotes = durable::open_dir_at(repo.dir(), REMOTES_DIR).at_path(&remotes_path)?;
+        let tmp = Remote::build(repo, &remotes, name, url, keys, tls)?;
+        let swapped = (|| {
+            match std::fs::read(old.trust_state_path()) {
+                Ok(state) => {
+                    let dir = durable::open_dir_at(remotes.as_fd(), &tmp)
+                        .at_path(remotes_path.join(&tmp))?;
+                    durable::write_atomic(
+                        dir.as_fd(),
+                        STATE_FILE,
+                        &state,
+                        0o644,
+                        &remotes_path.join(&tmp).join(STATE_FILE),
+                    )?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at_path(old.trust_state_path()),
+            }
+            rustix::fs::renameat_with(
+                &remotes,
+                tmp.as_str(),
+                &remotes,
+                name,
+                RenameFlags::EXCHANGE,
+            )
+            .at_path(remotes_path.join(name))?;
+            rustix::fs::fsync(&remotes).at_path(&remotes_path)
+        })();
+        // After the exchange `tmp` holds the old configuration; before it, the unused new one.
+        let _ = durable::remove_tree_at(remotes.as_fd(), &tmp);
+        swapped?;
+        Remote::open(repo, name)
+    }
+
+    /// Validate and write a remote's directory under a temp name in `remotes/`; returns the
+    /// temp name. Nothing is left behind on error.
+    fn build(
+        repo: &Repo,
+        remotes: &std::os::fd::OwnedFd,
+        name: &str,
+        url: &str,
+        keys: KeySource<'_>,
+        tls: &RemoteTls,
+    ) -> Result<String> {
+        validate_remote_name(name)?;
         check_url(name, url, tls)?;
         let tls = RemoteTls {
             ca: tls
@@ -221,14 +303,10 @@ impl Remote {
         .map_err(|e| remote_err(name, format!("cannot encode config: {e}")))?;
 
         let remotes_path = repo.path().join(REMOTES_DIR);
-        let remotes = durable::mkdir_all_at(repo.dir(), Path::new(REMOTES_DIR), &remotes_path)?;
-        if rustix::fs::statat(&remotes, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
-            return Err(remote_err(name, "exists already (remove it first)"));
-        }
         let tmp = durable::temp_name(".new-");
         let tmp_path = remotes_path.join(&tmp);
         let built = (|| {
-            rustix::fs::mkdirat(&remotes, tmp.as_str(), Mode::from_raw_mode(0o755))
+            rustix::fs::mkdirat(remotes, tmp.as_str(), Mode::from_raw_mode(0o755))
                 .at_path(&tmp_path)?;
             let dir = durable::open_dir_at(remotes.as_fd(), &tmp).at_path(&tmp_path)?;
             durable::write_atomic(
@@ -272,26 +350,13 @@ impl Remote {
             }
             rustix::fs::fsync(&keys_dir).at_path(&keys_path)?;
             rustix::fs::fsync(&dir).at_path(&tmp_path)?;
-            match rustix::fs::renameat_with(
-                &remotes,
-                tmp.as_str(),
-                &remotes,
-                name,
-                RenameFlags::NOREPLACE,
-            ) {
-                Ok(()) => {}
-                Err(Errno::EXIST) => {
-                    return Err(remote_err(name, "exists already (remove it first)"))
-                }
-                Err(e) => return Err(e).at_path(remotes_path.join(name)),
-            }
-            rustix::fs::fsync(&remotes).at_path(&remotes_path)
+            Ok(())
         })();
         if built.is_err() {
             let _ = durable::remove_tree_at(remotes.as_fd(), &tmp);
         }
         built?;
-        Remote::open(repo, name)
+        Ok(tmp)
     }
 
     /// Open a configured remote.
