@@ -17,6 +17,7 @@ PACKAGES=(
     tar           # GNU tar with --xattrs, for tar-source round trips
     nginx-light   # tests serve published repos from a real nginx (tests/src/nginx.rs)
     curl          # tests fetch from the served repos with a real HTTP(S) client
+    ostree        # tests/tests/backend_ostree.rs drives the real `ostree admin` (and the bench races it)
     # The VM test (tests/tests/vm.rs, tests/vm/): a Debian kernel booted under qemu (TCG)
     # with OVMF and systemd-boot, a busybox initramfs, a GPT disk packed without mounts.
     qemu-system-x86   # qemu-system-x86_64
@@ -33,7 +34,6 @@ PACKAGES=(
 # What the benchmarks add (`--bench`): the peers they race.
 if [ "${1:-}" = --bench ]; then
     PACKAGES+=(
-        ostree    # the peer the store is compared with
         dpkg-dev  # dpkg -x unpacks the .debs the bench tree is made of
         casync    # the transport bench's chunk-only peer (casync extract --seed)
         wrk       # the transport bench's load generator (200 concurrent clients)

@@ -29,32 +29,9 @@ pub fn mode_string(mode: u32) -> String {
     s
 }
 
-/// Seconds since the epoch as RFC 3339 in UTC: `2024-05-01T12:00:00Z`.
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
+/// Seconds since the epoch as RFC 3339 in UTC: `2024-05-01T12:00:00Z` (one implementation,
+/// shared with the audit log).
+pub use agent::audit::rfc3339;
 
 /// A duration such as `30d`, `12h`, `45m`, `90s` or `2w`, in seconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {

@@ -16,22 +16,35 @@ Exit status:
   0  success
   1  error (the message on stderr says what and where)
   2  usage error (bad arguments)
+  3  no update backend is installed (`update` and `update agent`)
 
-Every command takes --repo DIR, or reads the repository path from $UPDATE_REPO.";
+Examples:
+  update --now                  check, pull, deploy and reboot, now
+  update --now --noreboot       the same, without the reboot
+  update                        the same, at the next window of `update config schedule`
+
+Repository commands take --repo DIR (or $UPDATE_REPO); deploy commands --sysroot DIR;
+the front end (update, config, agent) --root DIR (default /).";
 
 /// Keep Linux devices current over the air: a content-addressed store of signed OS trees.
 #[derive(Parser, Debug)]
 #[command(name = "update", version, after_help = EXIT_CODES)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: cmd::front::RunArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     Init(cmd::init::Args),
     Commit(cmd::commit::Args),
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  update key generate --output release.key      (also writes release.key.pub)"
+    )]
     Key(cmd::key::KeyCommand),
     Sign(cmd::sign::Args),
     Verify(cmd::verify::Args),
@@ -45,11 +58,17 @@ enum Command {
     Prune(cmd::prune::Args),
     Publish(cmd::publish::Args),
     Serve(cmd::serve::Args),
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  update remote add --repo D origin https://updates.example.com/os --key release.key.pub\n  update remote list --repo D\n  update remote remove --repo D origin"
+    )]
     Remote(cmd::remote::RemoteCommand),
     Pull(cmd::pull::Args),
     Mirror(cmd::mirror::Args),
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  update sysroot init --sysroot /mnt/root --os debian --esp /mnt/root/efi --karg root=/dev/vda2"
+    )]
     Sysroot(cmd::sysroot::SysrootCommand),
     Deploy(cmd::deploy::Args),
     Status(cmd::status::Args),
@@ -60,6 +79,9 @@ enum Command {
     /// Let cleanup remove a deployment again.
     Unpin(cmd::boot::PinArgs),
     PrepareRoot(cmd::prepare_root::Args),
+    Generate(cmd::generate::Args),
+    Config(cmd::config::Args),
+    Agent(cmd::front::AgentArgs),
 }
 
 fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -90,6 +112,11 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Pin(a) => cmd::boot::pin(a, true, out),
         Command::Unpin(a) => cmd::boot::pin(a, false, out),
         Command::PrepareRoot(a) => cmd::prepare_root::run(a, out),
+        Command::Config(a) => cmd::config::run(a, out),
+        Command::Agent(a) => cmd::front::agent(a, out),
+        Command::Generate(a) => {
+            cmd::generate::run(a, <Cli as clap::CommandFactory>::command(), out)
+        }
     }
 }
 
@@ -108,7 +135,11 @@ fn main() -> ExitCode {
     };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let result = run(cli.command, &mut out).and_then(|code| {
+    let result = match cli.command {
+        Some(c) => run(c, &mut out),
+        None => cmd::front::run(cli.run, &mut out),
+    }
+    .and_then(|code| {
         out.flush()?;
         Ok(code)
     });

@@ -4,9 +4,12 @@
 pub mod boot;
 pub mod checkout;
 pub mod commit;
+pub mod config;
 pub mod deploy;
 pub mod diff;
+pub mod front;
 pub mod fsck;
+pub mod generate;
 pub mod init;
 pub mod key;
 pub mod log;
