@@ -213,7 +213,6 @@ pub fn units(schedule: &Schedule, update_bin: &str) -> Vec<(&'static str, String
                  Documentation=man:update(1)\n\
                  Wants=network-online.target\n\
                  After=network-online.target update-mark-good.service\n\
-                 ConditionKernelCommandLine=update.deployment\n\
                  \n\
                  [Service]\n\
                  Type=oneshot\n\
