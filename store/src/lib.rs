@@ -33,7 +33,7 @@ pub mod sign;
 pub mod static_delta;
 pub mod summary;
 pub mod walk;
-mod xattrs;
+pub mod xattrs;
 
 pub use error::{Error, IoResultExt, Result};
 pub use id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId};

@@ -1,5 +1,6 @@
-//! Reading all extended attributes of a file, directory or symlink, sorted, as
-//! [`Xattrs`]: used for source trees (commit) and bare objects (read back, fsck).
+//! Reading all extended attributes of a file, directory or symlink, sorted: as
+//! [`Xattrs`] for source trees (commit) and bare objects (read back, fsck), and as plain
+//! pairs for callers that copy them as they are (the deploy engine's `/etc` merge).
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -12,14 +13,30 @@ use crate::object::Xattrs;
 
 /// All extended attributes of an open file or directory, sorted.
 pub(crate) fn of_fd(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
+    validated(pairs_fd(fd)?)
+}
+
+/// All extended attributes of the entry at `path`, not following a symlink there.
+pub(crate) fn of_link(path: &Path) -> io::Result<Xattrs> {
+    validated(pairs_link(path)?)
+}
+
+fn validated(attrs: Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<Xattrs> {
+    Xattrs::new(attrs).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// The (name, value) pairs of an open file or directory, sorted by name, unvalidated.
+/// A filesystem without xattrs has none.
+pub fn pairs_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     collect(
         |buf| rustix::fs::flistxattr(fd, buf),
         |name, buf| rustix::fs::fgetxattr(fd, name, buf),
     )
 }
 
-/// All extended attributes of the entry at `path`, not following a symlink there.
-pub(crate) fn of_link(path: &Path) -> io::Result<Xattrs> {
+/// The (name, value) pairs of the entry at `path`, not following a symlink there, sorted
+/// by name, unvalidated.
+pub fn pairs_link(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     collect(
         |buf| rustix::fs::llistxattr(path, buf),
         |name, buf| rustix::fs::lgetxattr(path, name, buf),
@@ -29,15 +46,12 @@ pub(crate) fn of_link(path: &Path) -> io::Result<Xattrs> {
 fn collect(
     list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
     get: impl Fn(&CStr, &mut [u8]) -> rustix::io::Result<usize>,
-) -> io::Result<Xattrs> {
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let names = match grow_read(&list) {
         Ok(n) => n,
-        Err(Errno::NOTSUP) => return Ok(Xattrs::empty()),
+        Err(Errno::NOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    if names.is_empty() {
-        return Ok(Xattrs::empty());
-    }
     let mut attrs = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let cname = CString::new(name).expect("split on NUL");
@@ -48,7 +62,8 @@ fn collect(
             Err(e) => return Err(e.into()),
         }
     }
-    Xattrs::new(attrs).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    attrs.sort();
+    Ok(attrs)
 }
 
 fn grow_read(f: &dyn Fn(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {

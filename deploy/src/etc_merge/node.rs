@@ -5,7 +5,7 @@
 //! Every function takes a directory handle and a single validated name; the path given
 //! alongside is only for error messages.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -255,11 +255,7 @@ pub(super) fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> Option<PathBuf> {
 
 /// All extended attributes of an open file or directory.
 pub(super) fn xattrs_fd(fd: BorrowedFd<'_>, shown: &Path) -> Result<Xattrs> {
-    collect(
-        |buf| rustix::fs::flistxattr(fd, buf),
-        |name, buf| rustix::fs::fgetxattr(fd, name, buf),
-    )
-    .at_path(shown)
+    store::xattrs::pairs_fd(fd).at_path(shown)
 }
 
 /// All extended attributes of the symlink `name` in `dir` (none when `/proc` is missing).
@@ -267,51 +263,7 @@ pub(super) fn xattrs_link(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Re
     let Some(p) = proc_path(dir, name) else {
         return Ok(Vec::new());
     };
-    collect(
-        |buf| rustix::fs::llistxattr(&p, buf),
-        |n, buf| rustix::fs::lgetxattr(&p, n, buf),
-    )
-    .at_path(shown)
-}
-
-fn collect(
-    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
-    get: impl Fn(&CStr, &mut [u8]) -> rustix::io::Result<usize>,
-) -> rustix::io::Result<Xattrs> {
-    let names = match grow_read(&list) {
-        Ok(n) => n,
-        Err(Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut attrs = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(cname) = CString::new(name) else {
-            continue;
-        };
-        match grow_read(&|buf: &mut [u8]| get(&cname, buf)) {
-            Ok(v) => attrs.push((name.to_vec(), v)),
-            // Removed between list and get.
-            Err(Errno::NODATA) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    attrs.sort();
-    Ok(attrs)
-}
-
-fn grow_read(f: &dyn Fn(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
-    let mut size = 256;
-    loop {
-        let mut buf = vec![0u8; size];
-        match f(&mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Err(Errno::RANGE) if size < 1 << 20 => size *= 4,
-            Err(e) => return Err(e),
-        }
-    }
+    store::xattrs::pairs_link(&p).at_path(shown)
 }
 
 /// Fill `buf` as far as the file goes.
