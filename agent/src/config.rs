@@ -300,14 +300,7 @@ impl Config {
         self.check_secure()?;
         let path = Config::path(root);
         let dir_path = path.parent().expect("config path has a parent");
-        let root_fd = rustix::fs::open(
-            root,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| Error::Io {
+        let root_fd = store::durable::open_dir(root).map_err(|e| Error::Io {
             path: root.to_path_buf(),
             source: e.into(),
         })?;

@@ -138,15 +138,11 @@ pub fn report_rollbacks(b: &mut dyn Backend, s: &Settings, clock: &dyn Clock) ->
         })?;
     }
     let text: String = seen.iter().map(|(id, c)| format!("{id} {c}\n")).collect();
-    let fd = rustix::fs::open(
-        path.parent().expect("has a parent"),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::Io {
-        path: path.clone(),
-        source: e.into(),
-    })?;
+    let fd =
+        store::durable::open_dir(path.parent().expect("has a parent")).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e.into(),
+        })?;
     store::durable::write_atomic(
         std::os::fd::AsFd::as_fd(&fd),
         "reported-rollbacks",

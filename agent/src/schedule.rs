@@ -247,12 +247,7 @@ pub const MARK_GOOD_UNIT: &str = include_str!("../../dist/systemd/update-mark-go
 /// Write the units under `root` (each atomically) and enable the timer and the mark-good
 /// unit the way `systemctl enable` does: symlinks in the `.wants` directories.
 pub fn write_units(root: &Path, schedule: &Schedule, update_bin: &str) -> Result<Vec<PathBuf>> {
-    let root_fd = rustix::fs::open(
-        root,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::Io {
+    let root_fd = store::durable::open_dir(root).map_err(|e| Error::Io {
         path: root.to_path_buf(),
         source: e.into(),
     })?;

@@ -111,12 +111,7 @@ pub fn set_pinned(
         .ok_or_else(|| Error::State(format!("deployment {} has no readable origin file", d.id)))?;
     origin.pinned = pinned;
     let dir = sysroot.deployments_dir(&os);
-    let fd = rustix::fs::open(
-        &dir,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .at_path(&dir)?;
+    let fd = store::durable::open_dir(&dir).at_path(&dir)?;
     durable::write_atomic(
         fd.as_fd(),
         &d.id.origin_name(),

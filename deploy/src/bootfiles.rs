@@ -124,14 +124,7 @@ impl BootFiles {
         }
         let parent_rel = PathBuf::from("update").join(os);
         let parent_path = boot.join(&parent_rel);
-        let boot_fd = rustix::fs::open(
-            boot,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .at_path(boot)?;
+        let boot_fd = store::durable::open_dir(boot).at_path(boot)?;
         let parent = durable::mkdir_all_at(boot_fd.as_fd(), &parent_rel, &parent_path)?;
         let tmp = durable::temp_name(".tmp-boot-");
         let tmp_path = parent_path.join(&tmp);
@@ -194,12 +187,7 @@ pub fn remove_unused(boot: &Path, os: &str, used: &[String]) -> Result<Vec<Strin
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).at_path(&parent),
     };
-    let fd = rustix::fs::open(
-        &parent,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .at_path(&parent)?;
+    let fd = store::durable::open_dir(&parent).at_path(&parent)?;
     let mut removed = Vec::new();
     for e in rd {
         let e = e.at_path(&parent)?;

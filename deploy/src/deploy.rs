@@ -146,12 +146,7 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
     }
 
     let deploy_dir = sysroot.deployments_dir(&os);
-    let dir_fd = rustix::fs::open(
-        &deploy_dir,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .at_path(&deploy_dir)?;
+    let dir_fd = store::durable::open_dir(&deploy_dir).at_path(&deploy_dir)?;
     clean_leftovers(&deploy_dir, dir_fd.as_fd(), &state)?;
     let entries = EntriesDir::open(&boot, true)?;
     entries.clean_temp()?;

@@ -358,10 +358,5 @@ fn check_retries(n: u32) -> Result<()> {
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .at_path(path)
+    store::durable::open_dir(path).at_path(path)
 }

@@ -24,8 +24,20 @@ pub fn temp_name(prefix: &str) -> String {
     format!("{prefix}{}-{n}-{}", std::process::id(), hex::encode(r))
 }
 
+/// Open the directory at `path` (for `*at` calls and fsyncs relative to it).
+pub fn open_dir(path: &Path) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 /// Open a directory below `dir` without following a symlink at the last component.
-pub fn open_dir_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<OwnedFd> {
+pub fn open_dir_at<P: rustix::path::Arg>(
+    dir: BorrowedFd<'_>,
+    name: P,
+) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
         dir,
         name,

@@ -201,13 +201,7 @@ pub(super) fn open_subdir(
             Err(e) => return Err(e).at_path(shown),
         }
     }
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .at_path(shown)
+    store::durable::open_dir_at(dir, name).at_path(shown)
 }
 
 /// Durably create `dir/name` holding `data`, never replacing an existing file. `dir_path`

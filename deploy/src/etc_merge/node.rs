@@ -141,12 +141,7 @@ pub(super) fn components<'p>(rel: &'p Path, shown: &Path) -> Result<Vec<&'p OsSt
 /// Open the directory at an absolute or caller-given path: the edge of the merge, the only
 /// place a symlink may be followed.
 pub(super) fn open_root(path: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .at_path(path)
+    store::durable::open_dir(path).at_path(path)
 }
 
 /// `lstat` of `name` in `dir`; `None` if there is nothing.
@@ -165,13 +160,7 @@ pub(super) fn fstat(fd: BorrowedFd<'_>, shown: &Path) -> Result<Meta> {
 
 /// Open the directory `name` in `dir`, failing on a symlink or anything but a directory.
 pub(super) fn open_dir(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<OwnedFd> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .at_path(shown)
+    store::durable::open_dir_at(dir, name).at_path(shown)
 }
 
 /// Open the regular file `name` in `dir` for reading, failing on a symlink; a FIFO swapped

@@ -225,10 +225,5 @@ impl Repo {
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .at_path(path)
+    crate::durable::open_dir(path).at_path(path)
 }

@@ -117,7 +117,7 @@ impl Repo {
             parent.parent().expect("has parent"),
             parent.file_name().expect("has name"),
         );
-        let dir = match durable::open_dir_at(self.dir(), &dir.to_string_lossy()) {
+        let dir = match durable::open_dir_at(self.dir(), dir.to_string_lossy().as_ref()) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
             Err(e) => return Err(e).at_path(&path),
