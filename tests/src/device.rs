@@ -25,33 +25,36 @@ pub fn make_bootable(w: &World, kernel: &[u8]) {
 pub struct Device {
     /// The physical root.
     pub sysroot: PathBuf,
-    /// The ESP.
+    /// The boot partition: the ESP, or SYSROOT/boot for [`Device::on_boot_partition`].
     pub esp: PathBuf,
     /// The kernel command line the next command sees as booted.
     pub cmdline: PathBuf,
 }
 
 impl Device {
-    /// Lay out a sysroot for OS `os` and add the builder's remote as `origin`.
+    /// Lay out a sysroot for OS `os` with its entries on an ESP, and add the builder's
+    /// remote as `origin`.
     pub fn new(w: &World, name: &str) -> Device {
+        Device::init(w, name, true)
+    }
+
+    /// The same with the entries on an ext4-style `SYSROOT/boot` (`sysroot init` without
+    /// `--esp`).
+    pub fn on_boot_partition(w: &World, name: &str) -> Device {
+        Device::init(w, name, false)
+    }
+
+    fn init(w: &World, name: &str, esp: bool) -> Device {
         let sysroot = w.root.join(name);
         std::fs::create_dir_all(&sysroot).unwrap();
-        let esp = sysroot.join("efi");
-        update([
-            "sysroot",
-            "init",
-            "--sysroot",
-            s(&sysroot),
-            "--os",
-            "os",
-            "--esp",
-            s(&esp),
-            "--karg",
-            "root=/dev/vda2",
-            "--karg",
-            "quiet",
-        ])
-        .success();
+        let boot = sysroot.join(if esp { "efi" } else { "boot" });
+        let mut args = vec!["sysroot", "init", "--sysroot", s(&sysroot), "--os", "os"];
+        if esp {
+            args.extend(["--esp", s(&boot)]);
+        }
+        args.extend(["--karg", "root=/dev/vda2", "--karg", "quiet"]);
+        update(args).success();
+        let esp = boot;
         let repo = sysroot.join("update/repo");
         update([
             "remote",

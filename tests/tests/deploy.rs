@@ -20,6 +20,25 @@ fn release(w: &World, version: &str, ts: u64) -> String {
     c
 }
 
+/// Publish `version` and pull it on `dev`.
+fn release_to(w: &World, dev: &Device, version: &str, ts: u64) -> String {
+    let c = release(w, version, ts);
+    dev.pull();
+    c
+}
+
+/// A device that deployed `version`, booted it and marked it good; returns it and the
+/// booted deployment.
+fn booted_on(w: &World, version: &str, ts: u64) -> (Device, String) {
+    release(w, version, ts);
+    let dev = Device::new(w, "dev");
+    dev.pull();
+    dev.deploy(&[]);
+    let booted = dev.boot();
+    dev.run(&["mark-good"], &[]).success();
+    (dev, booted)
+}
+
 fn rows(status: &serde_json::Value) -> Vec<serde_json::Value> {
     status["deployments"].as_array().unwrap().clone()
 }
@@ -97,8 +116,7 @@ fn deploy_boot_mark_good_and_update_carry_etc_and_clean_up() {
     // v2: new default for a file the user did not touch, a new default file.
     write(&w.src.join("usr/etc/new.conf"), b"new\n");
     write(&w.src.join("usr/bin/tool"), b"tool v2");
-    let v2 = release(&w, "2", 1_700_000_100);
-    dev.pull();
+    let v2 = release_to(&w, &dev, "2", 1_700_000_100);
     let r = dev.deploy(&["--karg", "debug"]);
     assert_eq!(r["commit"], v2.as_str());
     assert_eq!(
@@ -145,8 +163,7 @@ fn deploy_boot_mark_good_and_update_carry_etc_and_clean_up() {
     dev.run(&["mark-good"], &[]).success();
     // v3 with a new kernel: v2 (booted) stays, v1 goes with nothing else using its files.
     make_bootable(&w, b"kernel v3");
-    let v3 = release(&w, "3", 1_700_000_200);
-    dev.pull();
+    let v3 = release_to(&w, &dev, "3", 1_700_000_200);
     let r = dev.deploy(&[]);
     assert_eq!(r["commit"], v3.as_str());
     assert_eq!(r["boot_files_copied"], true);
@@ -175,14 +192,8 @@ fn deploy_boot_mark_good_and_update_carry_etc_and_clean_up() {
 #[test]
 fn a_deployment_never_marked_good_falls_back_and_shows_failed() {
     let w = world();
-    release(&w, "1", 1_700_000_000);
-    let dev = Device::new(&w, "dev");
-    dev.pull();
-    dev.deploy(&[]);
-    let d1 = dev.boot();
-    dev.run(&["mark-good"], &[]).success();
-    release(&w, "2", 1_700_000_100);
-    dev.pull();
+    let (dev, d1) = booted_on(&w, "1", 1_700_000_000);
+    release_to(&w, &dev, "2", 1_700_000_100);
     dev.deploy(&["--retries", "2"]);
     let mut seen = Vec::new();
     for _ in 0..4 {
@@ -209,8 +220,7 @@ fn a_deployment_never_marked_good_falls_back_and_shows_failed() {
     assert_eq!(flagged(&st, "booted"), ["1"]);
     assert!(flagged(&st, "pending").is_empty());
     // The next deploy replaces the failed one and keeps the booted one.
-    release(&w, "3", 1_700_000_200);
-    dev.pull();
+    release_to(&w, &dev, "3", 1_700_000_200);
     let r = dev.deploy(&[]);
     assert_eq!(r["removed"], serde_json::json!([d2]));
     assert_eq!(dev.entries(), ["update-os-1.conf", "update-os-3+3.conf"]);
@@ -219,14 +229,8 @@ fn a_deployment_never_marked_good_falls_back_and_shows_failed() {
 #[test]
 fn rollback_pin_and_unpin() {
     let w = world();
-    release(&w, "1", 1_700_000_000);
-    let dev = Device::new(&w, "dev");
-    dev.pull();
-    dev.deploy(&[]);
-    let d1 = dev.boot();
-    dev.run(&["mark-good"], &[]).success();
-    release(&w, "2", 1_700_000_100);
-    dev.pull();
+    let (dev, d1) = booted_on(&w, "1", 1_700_000_000);
+    release_to(&w, &dev, "2", 1_700_000_100);
     dev.deploy(&[]);
     // Pending v2 not booted yet: rollback keeps the booted v1.
     let run = dev.run(&["rollback"], &[]);
@@ -248,14 +252,12 @@ fn rollback_pin_and_unpin() {
     // Pinned v1 survives deploys that would remove it: boot v2 again by rolling back.
     dev.run(&["rollback"], &[]).success();
     assert_eq!(dev.boot(), d2);
-    release(&w, "3", 1_700_000_200);
-    dev.pull();
+    release_to(&w, &dev, "3", 1_700_000_200);
     dev.deploy(&[]);
     assert!(dev.deployment(&d1).exists(), "pinned");
     assert_eq!(rows(&dev.status()).len(), 3);
     dev.run(&["unpin", "2"], &[]).success();
-    release(&w, "4", 1_700_000_300);
-    dev.pull();
+    release_to(&w, &dev, "4", 1_700_000_300);
     let r = dev.deploy(&[]);
     assert!(
         r["removed"]
@@ -271,12 +273,7 @@ fn rollback_pin_and_unpin() {
 #[test]
 fn refusals_name_the_problem_and_leave_nothing_behind() {
     let w = world();
-    release(&w, "2", 1_700_000_100);
-    let dev = Device::new(&w, "dev");
-    dev.pull();
-    dev.deploy(&[]);
-    dev.boot();
-    dev.run(&["mark-good"], &[]).success();
+    let (dev, _) = booted_on(&w, "2", 1_700_000_100);
     let before = dev.entries();
     let deployments = || {
         std::fs::read_dir(dev.sysroot.join("update/deploy/os/deploy"))
@@ -397,42 +394,11 @@ fn refusals_name_the_problem_and_leave_nothing_behind() {
 fn boot_partition_on_ext4_and_prepare_root_plan() {
     let w = world();
     release(&w, "1", 1_700_000_000);
-    let sysroot = w.root.join("plain");
-    std::fs::create_dir_all(&sysroot).unwrap();
-    update([
-        "sysroot",
-        "init",
-        "--sysroot",
-        sysroot.to_str().unwrap(),
-        "--os",
-        "os",
-    ])
-    .success();
-    let repo = sysroot.join("update/repo");
-    update([
-        "remote",
-        "add",
-        "--repo",
-        repo.to_str().unwrap(),
-        "origin",
-        &w.url(),
-        "--key",
-        w.pubkey().to_str().unwrap(),
-    ])
-    .success();
-    update(["pull", "--repo", repo.to_str().unwrap(), "origin:main"]).success();
-    update([
-        "deploy",
-        "--sysroot",
-        sysroot.to_str().unwrap(),
-        "origin:main",
-    ])
-    .success();
-    let entries: Vec<_> = std::fs::read_dir(sysroot.join("boot/loader/entries"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(entries, ["update-os-1+3.conf"]);
+    let dev = Device::on_boot_partition(&w, "plain");
+    dev.pull();
+    dev.run(&["deploy"], &["origin:main"]).success();
+    let sysroot = &dev.sysroot;
+    assert_eq!(dev.entries(), ["update-os-1+3.conf"]);
     let entry =
         std::fs::read_to_string(sysroot.join("boot/loader/entries/update-os-1+3.conf")).unwrap();
     let opts = entry
