@@ -25,6 +25,7 @@
 pub mod certs;
 pub mod cli;
 pub mod device;
+pub mod kill;
 pub mod nginx;
 pub mod random;
 pub mod raw;

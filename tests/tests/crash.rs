@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use store::{CommitId, FileId, ObjectId, Repo};
 use update_tests::cli::{self, run_command};
+use update_tests::kill::{copy_tree, verdict};
 use update_tests::random::{random_tree, Shape};
 use update_tests::snapshot::Snapshot;
 use update_tests::tree::{Content, Entry, Tree};
@@ -99,7 +100,7 @@ fn commit_args<'a>(repo: &'a Path, src: &'a Path, ts: &'a str, subject: &'a str)
 /// How many times a normal commit of B calls each syscall (all threads together).
 fn count_syscalls(template: &Path, work: &Path, src_b: &Path) -> BTreeMap<String, usize> {
     let repo = work.join("count");
-    copy_repo(template, &repo);
+    copy_tree(template, &repo);
     let out = work.join("strace-count.txt");
     let names: Vec<&str> = GROUPS.iter().flat_map(|g| g.1.iter().copied()).collect();
     let mut cmd = Command::new("strace");
@@ -125,13 +126,6 @@ fn count_syscalls(template: &Path, work: &Path, src_b: &Path) -> BTreeMap<String
         }
     }
     counts
-}
-
-fn copy_repo(from: &Path, to: &Path) {
-    let mut cmd = Command::new("cp");
-    cmd.arg("-a").arg(from).arg(to);
-    let run = run_command(cmd, Duration::from_secs(60));
-    assert_eq!(run.code(), Some(0), "{}", run.describe());
 }
 
 /// Kill points: for each group, N in {1, 2, 3, 5, 8, 13, ...} up to the largest count of
@@ -207,7 +201,7 @@ fn crash_commit(mode: &str) {
         .out()
         .to_owned();
     let reference = work.join("reference");
-    copy_repo(&template, &reference);
+    copy_tree(&template, &reference);
     let id_b = cli::update(commit_args(&reference, &src_b, "2000", "B"))
         .success()
         .out()
@@ -226,7 +220,7 @@ fn crash_commit(mode: &str) {
     for (i, (group, n)) in plan.iter().enumerate() {
         let label = format!("{mode}: killed at {group} #{n}");
         let repo = work.join(format!("run-{i}"));
-        copy_repo(&template, &repo);
+        copy_tree(&template, &repo);
         let names = GROUPS.iter().find(|g| g.0 == *group).unwrap().1.join(",");
         let mut cmd = Command::new("strace");
         cmd.args(["-f", "-o", "/dev/null"]);
@@ -304,23 +298,7 @@ fn crash_commit(mode: &str) {
         let _ = std::fs::remove_dir_all(&out);
         let _ = std::fs::remove_dir_all(&repo);
     }
-    eprintln!(
-        "{mode}: {} runs, {killed} killed, {} failures, {:?}",
-        plan.len(),
-        failures.len(),
-        start.elapsed()
-    );
-    assert!(
-        killed * 2 >= plan.len(),
-        "{mode}: only {killed} of {} runs were killed: is strace fault injection working?",
-        plan.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    verdict(&format!("{mode}: "), plan.len(), killed, &failures, start);
 }
 
 #[test]

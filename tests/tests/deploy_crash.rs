@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use deploy::bls::{EntriesDir, Entry, EntryName};
 use update_tests::cli::{self, run_command};
 use update_tests::device::{make_bootable, Device};
+use update_tests::kill::{copy_tree, verdict};
 use update_tests::snapshot::Snapshot;
 use update_tests::world::{texty, write, World};
 
@@ -100,13 +101,6 @@ fn device_at(template: &Device, sysroot: &Path) -> Device {
         esp: sysroot.join("efi"),
         cmdline,
     }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let mut cmd = Command::new("cp");
-    cmd.arg("-a").arg(from).arg(to);
-    let run = run_command(cmd, Duration::from_secs(60));
-    assert_eq!(run.code(), Some(0), "{}", run.describe());
 }
 
 fn setup(w: &World) -> Setup {
@@ -497,21 +491,5 @@ fn deploy_survives_kill_at_every_step() {
             failures.push(format!("{label}:\n  {}", here.join("\n  ")));
         }
     }
-    eprintln!(
-        "{} runs, {killed} killed, {} failures, {:?}",
-        plan.len(),
-        failures.len(),
-        start.elapsed()
-    );
-    assert!(
-        killed * 2 >= plan.len(),
-        "only {killed} of {} runs were killed: is strace fault injection working?",
-        plan.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    verdict("", plan.len(), killed, &failures, start);
 }
