@@ -24,7 +24,6 @@ use store::checkout::{checkout, CheckoutOptions, CheckoutStats, LinkMode};
 use store::durable;
 use store::remote::Remote;
 use store::sign::{verify_commit, TrustedKeys};
-use store::walk::{Node, WalkOptions, Walker};
 use store::{CommitId, Repo};
 
 use crate::bls::{EntriesDir, Entry, EntryName};
@@ -465,30 +464,4 @@ fn clean_leftovers(
         }
     }
     Ok(())
-}
-
-/// Walk helper for [`space::estimate`]: sizes of files below `prefix` in the commit.
-pub(crate) fn subtree_bytes(repo: &Repo, commit: &CommitId, prefix: &str) -> Result<u64> {
-    let entry = match store::walk::resolve_path(repo, commit, prefix) {
-        Ok(e) => e,
-        Err(store::Error::PathNotFound { .. }) => return Ok(0),
-        Err(e) => return Err(e.into()),
-    };
-    if !matches!(entry.node, Node::Dir { .. }) {
-        return Ok(entry.header(repo)?.map_or(0, |h| h.size));
-    }
-    let mut total = 0;
-    for e in Walker::from_entry(
-        repo,
-        entry,
-        WalkOptions {
-            metadata: true,
-            ..WalkOptions::default()
-        },
-    ) {
-        if let Some(h) = e?.header(repo)? {
-            total += h.size;
-        }
-    }
-    Ok(total)
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use store::walk::{WalkOptions, Walker};
+use store::walk::{Node, WalkOptions, Walker};
 use store::{CommitId, Repo};
 
 use crate::error::{Error, IoResultExt, Result};
@@ -23,8 +23,7 @@ pub fn estimate(repo: &Repo, commit: &CommitId) -> Result<Need> {
             dirs += 1;
         }
     }
-    let etc = crate::deploy::subtree_bytes(repo, commit, "usr/etc")?
-        + crate::deploy::subtree_bytes(repo, commit, "etc")?;
+    let etc = subtree_bytes(repo, commit, "usr/etc")? + subtree_bytes(repo, commit, "etc")?;
     Ok(Need {
         sysroot: dirs * 4096 + etc + (1 << 20),
     })
@@ -43,4 +42,30 @@ pub fn check(dir: &Path, needed: u64) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Sizes of the files below `prefix` in the commit (0 when it has no such path).
+fn subtree_bytes(repo: &Repo, commit: &CommitId, prefix: &str) -> Result<u64> {
+    let entry = match store::walk::resolve_path(repo, commit, prefix) {
+        Ok(e) => e,
+        Err(store::Error::PathNotFound { .. }) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    if !matches!(entry.node, Node::Dir { .. }) {
+        return Ok(entry.header(repo)?.map_or(0, |h| h.size));
+    }
+    let mut total = 0;
+    for e in Walker::from_entry(
+        repo,
+        entry,
+        WalkOptions {
+            metadata: true,
+            ..WalkOptions::default()
+        },
+    ) {
+        if let Some(h) = e?.header(repo)? {
+            total += h.size;
+        }
+    }
+    Ok(total)
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use deploy::deploy::{deploy, DeployOptions};
-use deploy::state::State;
+use deploy::state::{Deployment, State};
 use deploy::sysroot::{Sysroot, CONFIG_FILE, UPDATE_DIR};
 use fetch::pull::{pull, PullOptions};
 use store::remote::{KeySource, Remote, RemoteTls};
@@ -113,17 +113,11 @@ impl Builtin {
 
     /// The ref to track: the source's `#REF`, else what the current deployment tracks,
     /// else the only ref the remote publishes.
-    fn tracked_ref(
-        &self,
-        repo: &Repo,
-        s: &Settings,
-        state: Option<&State>,
-    ) -> Result<Option<RefName>> {
+    fn tracked_ref(&self, repo: &Repo, s: &Settings, state: &State) -> Result<Option<RefName>> {
         if let (_, Some(r)) = split_source(s.config.source.as_deref().unwrap_or_default()) {
             return Ok(Some(RefName::new(r)?));
         }
-        let from_origin = state
-            .and_then(|st| st.booted_deployment().or(st.default()))
+        let from_origin = running(state)
             .and_then(|d| d.origin.as_ref())
             .and_then(|o| {
                 o.refspec
@@ -140,11 +134,16 @@ impl Builtin {
         })
     }
 
-    fn state(&self, s: &Settings) -> Result<Option<State>> {
+    fn state(&self, s: &Settings) -> Result<State> {
         let sysroot = self.sysroot()?;
         let os = sysroot.pick_os(None)?;
-        Ok(Some(State::load(&sysroot, &os, &s.proc_cmdline)?))
+        Ok(State::load(&sysroot, &os, &s.proc_cmdline)?)
     }
+}
+
+/// What runs now: the booted deployment, or offline the one that boots next.
+fn running(state: &State) -> Option<&Deployment> {
+    state.booted_deployment().or(state.default())
 }
 
 fn abs(p: &Option<PathBuf>) -> Option<PathBuf> {
@@ -199,7 +198,7 @@ impl Backend for Builtin {
         let repo = sysroot.repo()?;
         let remote = self.sync_remote(&repo, &s.config)?;
         let state = self.state(s)?;
-        let wanted = self.tracked_ref(&repo, s, state.as_ref())?;
+        let wanted = self.tracked_ref(&repo, s, &state)?;
         let opts = PullOptions {
             verify: s.config.verify,
             ..PullOptions::default()
@@ -232,15 +231,10 @@ impl Backend for Builtin {
         })?;
         self.pulled = Some((name, report.bytes, signers));
         let available = Some(version_of(&repo, &commit));
-        let current_dep = state
-            .as_ref()
-            .and_then(|st| st.booted_deployment().or(st.default()));
+        let current_dep = running(&state);
         let current = current_dep.map(|d| version_of(&repo, &d.id.commit));
         // Already deployed and waiting for a reboot counts as done.
-        let next = state
-            .as_ref()
-            .and_then(|st| st.default())
-            .map(|d| d.id.commit);
+        let next = state.default().map(|d| d.id.commit);
         let update_available =
             current_dep.map(|d| d.id.commit) != Some(commit) && next != Some(commit);
         Ok(Check {
@@ -255,13 +249,9 @@ impl Backend for Builtin {
             self.check(s)?;
         }
         let (name, bytes, signers) = self.pulled.clone().expect("check fills it");
+        let from = self.current(s)?;
         let sysroot = self.sysroot()?;
         let repo = sysroot.repo()?;
-        let state = self.state(s)?;
-        let from = state
-            .as_ref()
-            .and_then(|st| st.booted_deployment().or(st.default()))
-            .map(|d| version_of(&repo, &d.id.commit));
         let opts = DeployOptions {
             rev: Some(format!("{REMOTE}:{}", name.as_str())),
             retries: Some(s.config.boot_retry_limit),
@@ -294,20 +284,13 @@ impl Backend for Builtin {
     }
 
     fn current(&mut self, s: &Settings) -> Result<Option<Version>> {
-        let Some(state) = self.state(s)? else {
-            return Ok(None);
-        };
+        let state = self.state(s)?;
         let repo = self.sysroot()?.repo()?;
-        Ok(state
-            .booted_deployment()
-            .or(state.default())
-            .map(|d| version_of(&repo, &d.id.commit)))
+        Ok(running(&state).map(|d| version_of(&repo, &d.id.commit)))
     }
 
     fn failed_boots(&mut self, s: &Settings) -> Result<Vec<FailedBoot>> {
-        let Some(state) = self.state(s)? else {
-            return Ok(Vec::new());
-        };
+        let state = self.state(s)?;
         let repo = self.sysroot()?.repo()?;
         let running = state
             .booted_deployment()
