@@ -248,10 +248,14 @@ async fn pump(
         };
         if let Some(data) = frame.and_then(|f| f.into_data().ok()) {
             window_bytes += data.len() as u64;
+            let writing = Instant::now();
             write(&data).map_err(PumpError::Write)?;
+            // A consumer that makes the stream wait (a pull writing files) does not count
+            // against the server: the window pauses meanwhile.
+            window_start += writing.elapsed();
         }
         let now = Instant::now();
-        if now >= window_end {
+        if now >= window_start + window {
             if window_bytes < needed {
                 return Err(PumpError::Fetch(speed.too_slow(url)));
             }

@@ -251,6 +251,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The reader of a streamed download stopped taking data (it failed or was done).
+    #[error("the download was stopped by its reader")]
+    Stopped,
     /// Transient failures persisted through every retry.
     #[error("{url}: giving up after {attempts} attempts")]
     RetriesExhausted {

@@ -192,6 +192,33 @@ impl Fetcher {
         }
     }
 
+    /// Streams the byte ranges `(offset, len)` of `path`, sorted by offset and disjoint,
+    /// together at most `max_total` bytes, to `sink` in order: `sink(i, bytes)` as soon as
+    /// range `i` is whole, so memory does not grow with the total. Near ranges share a
+    /// request; requests go one at a time. A transfer cut off resumes from the first byte
+    /// still missing. An error from `sink` stops the transfer and is returned.
+    pub fn stream_ranges(
+        &self,
+        path: &str,
+        ranges: &[(u64, u64)],
+        max_total: u64,
+        sink: &mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send),
+    ) -> Result<(), Error> {
+        let url = self.url(path)?;
+        match &self.backend {
+            Backend::File(root) => {
+                self.count_file_call();
+                file::stream_ranges(&root.join(path), url.as_str(), ranges, max_total, sink)
+            }
+            Backend::Http { runtime, http } => Self::run(
+                runtime,
+                &self.cfg,
+                &url,
+                http.stream_ranges(&url, ranges, max_total, sink),
+            ),
+        }
+    }
+
     /// Downloads `path` into `dest` (a `.part` file), resuming after the bytes it already
     /// holds. Fails unless the result is exactly `expected_len` bytes; `expected_len` above
     /// `max_bytes` is refused before any request. On failure the partial file is kept for the

@@ -25,9 +25,10 @@ use crate::config::FetchConfig;
 use crate::connect::{TlsSlot, WatchingConnector};
 use crate::error::{Error, IoResultExt};
 use crate::ranges::{
-    coalesce, describe, extract, group, match_parts, multipart_boundary, parse_content_range,
-    parse_multipart, range_header, total_len, Span,
+    coalesce, describe, extract, group, multipart_boundary, parse_content_range, range_header,
+    total_len, Span,
 };
+use crate::stream::{check_ordered, Assembler, Gap, Item, Multipart, Stop};
 use crate::tls;
 
 /// Where bodies read into memory are said to go, in error messages.
@@ -54,6 +55,57 @@ fn status_error(url: &str, status: u16) -> Error {
         401 | 403 => Error::Forbidden { url, status },
         410 => Error::Gone { url },
         _ => Error::Status { url, status },
+    }
+}
+
+/// Most bytes of a `multipart/byteranges` body carrying `wanted` bytes in `parts` parts:
+/// the data plus generous room for each part's delimiter and headers.
+fn multipart_cap(wanted: u64, parts: usize) -> u64 {
+    wanted + 512 * parts as u64 + 1024
+}
+
+/// The error for bytes the assembler refused.
+fn gap_error(url: &str, asked: &[Span], gap: Gap<Error>) -> Error {
+    match gap {
+        Gap::Sink(e) => e,
+        Gap::Hole { wanted, offset } => Error::BadContentRange {
+            url: url.to_string(),
+            expected: describe(asked),
+            got: format!("bytes from {offset} on while byte {wanted} was still missing"),
+        },
+    }
+}
+
+/// A writer handing every buffer to a closure, keeping the typed error the closure
+/// returned (the writer itself can only return an `io::Error`).
+struct FnWriter<F> {
+    write: F,
+    failure: Option<Error>,
+}
+
+impl<F: FnMut(&[u8]) -> Result<(), Error>> FnWriter<F> {
+    fn new(write: F) -> Self {
+        FnWriter {
+            write,
+            failure: None,
+        }
+    }
+}
+
+impl<F: FnMut(&[u8]) -> Result<(), Error>> std::io::Write for FnWriter<F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match (self.write)(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                let message = e.to_string();
+                self.failure = Some(e);
+                Err(std::io::Error::other(message))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -253,6 +305,8 @@ impl Http {
         Ok(out)
     }
 
+    /// The ranges (any order, overlapping or repeated) of `url`: coalesced into spans
+    /// streamed by up to `max_parallel` requests at once, then cut back out.
     pub(crate) async fn get_ranges(
         &self,
         url: &Url,
@@ -279,29 +333,14 @@ impl Http {
             let http = self.clone();
             let url = url.clone();
             tasks.spawn(async move {
-                if spans.len() == 1 || !http.single_ranges.load(Ordering::Relaxed) {
-                    match http
-                        .retrying(&url, || http.fetch_group(&url, &spans, max_total))
-                        .await
-                    {
-                        // Some servers and CDNs answer a multi-range request with the whole
-                        // file but honour single ranges: ask for one range at a time from
-                        // now on.
-                        Err(Error::RangeIgnored { .. }) if spans.len() > 1 => {
-                            http.single_ranges.store(true, Ordering::Relaxed);
-                        }
-                        result => return result,
-                    }
-                }
-                let mut out = Vec::with_capacity(spans.len());
-                for span in &spans {
-                    let one = std::slice::from_ref(span);
-                    out.extend(
-                        http.retrying(&url, || http.fetch_group(&url, one, max_total))
-                            .await?,
-                    );
-                }
-                Ok(out)
+                let wanted: Vec<(u64, u64)> = spans.iter().map(|s| (s.start, s.len())).collect();
+                let mut pieces = Vec::with_capacity(spans.len());
+                http.stream_ranges(&url, &wanted, max_total, &mut |i, bytes| {
+                    pieces.push((spans[i], bytes));
+                    Ok(())
+                })
+                .await?;
+                Ok::<_, Error>(pieces)
             });
         };
         for spans in groups.by_ref().take(parallel) {
@@ -325,26 +364,145 @@ impl Http {
         })
     }
 
-    /// One request for `spans`; every answered byte is placed by a validated `Content-Range`.
-    async fn fetch_group(
+    /// Reads a `multipart/byteranges` body of at most `cap` bytes, handing each part and
+    /// its data to `on_item` as they arrive.
+    async fn read_multipart(
+        &self,
+        url: &str,
+        body: Incoming,
+        boundary: &str,
+        cap: u64,
+        mut on_item: impl FnMut(Item<'_>) -> Result<(), Error> + Send,
+    ) -> Result<(), Error> {
+        let bad = |reason| Error::BadMultipart {
+            url: url.to_string(),
+            reason,
+        };
+        let mut parser = Multipart::new(boundary).map_err(bad)?;
+        let mut writer = FnWriter::new(|data: &[u8]| match parser.feed(data, &mut on_item) {
+            Ok(()) => Ok(()),
+            Err(Stop::Bad(reason)) => Err(bad(reason)),
+            Err(Stop::Sink(e)) => Err(e),
+        });
+        let read = read_body(
+            url,
+            body,
+            Encoding::Identity,
+            &mut writer,
+            Path::new(MEMORY),
+            cap,
+            self.speed(),
+        )
+        .await;
+        if let Some(failure) = writer.failure.take() {
+            return Err(failure);
+        }
+        read?;
+        drop(writer);
+        parser.finish().map_err(bad)
+    }
+
+    /// Streams `ranges` (sorted by offset, disjoint) of `url` to `sink` in order, each as
+    /// soon as its last byte arrived, so memory stays small whatever the total. Near
+    /// ranges are coalesced and up to `max_ranges_per_request` spans asked per request,
+    /// one request at a time. A transfer cut off is resumed from the first byte still
+    /// missing; ranges already handed over are never fetched again.
+    pub(crate) async fn stream_ranges(
         &self,
         url: &Url,
-        spans: &[Span],
+        ranges: &[(u64, u64)],
         max_total: u64,
-    ) -> Result<Vec<(Span, Vec<u8>)>, Error> {
-        let (url, response) = self.send(url, Some(&range_header(spans))).await?;
+        sink: &mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send),
+    ) -> Result<(), Error> {
+        if total_len(ranges)? > max_total {
+            return Err(Error::TooLarge {
+                url: url.to_string(),
+                limit: max_total,
+            });
+        }
+        if let Some(w) = ranges.windows(2).find(|w| !check_ordered(w)) {
+            return Err(Error::InvalidRange {
+                offset: w[1].0,
+                len: w[1].1,
+            });
+        }
+        let spans = coalesce(ranges, self.cfg.range_gap);
+        let mut asm = Assembler::new(ranges);
+        asm.flush_empty(sink)
+            .map_err(|g| gap_error(url.as_str(), &spans, g))?;
+        let mut attempt = 0;
+        while let Some(pos) = asm.pos() {
+            let per_request = if self.single_ranges.load(Ordering::Relaxed) {
+                1
+            } else {
+                self.cfg.max_ranges_per_request.max(1)
+            };
+            let group: Vec<Span> = spans
+                .iter()
+                .filter(|s| s.end > pos)
+                .take(per_request)
+                .map(|s| Span {
+                    start: s.start.max(pos),
+                    end: s.end,
+                })
+                .collect();
+            match self
+                .stream_once(url, &group, max_total, &mut asm, sink)
+                .await
+            {
+                Ok(()) => attempt = 0,
+                // As in `get_ranges`: ask for one range at a time from now on.
+                Err(Error::RangeIgnored { .. }) if group.len() > 1 => {
+                    self.single_ranges.store(true, Ordering::Relaxed);
+                }
+                Err(e) if e.is_transient() => {
+                    if asm.pos() != Some(pos) {
+                        // Progress: the retries count again from here.
+                        attempt = 0;
+                    }
+                    if attempt >= self.cfg.retries {
+                        if attempt == 0 {
+                            return Err(e);
+                        }
+                        return Err(Error::RetriesExhausted {
+                            url: url.to_string(),
+                            attempts: attempt + 1,
+                            last: Box::new(e),
+                        });
+                    }
+                    tokio::time::sleep(backoff(self.cfg.retry_backoff, attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// One request for `group`, its bytes fed to `asm` as they arrive.
+    async fn stream_once(
+        &self,
+        url: &Url,
+        group: &[Span],
+        max_total: u64,
+        asm: &mut Assembler<'_>,
+        sink: &mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send),
+    ) -> Result<(), Error> {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            return Ok(());
+        };
+        let (url, response) = self.send(url, Some(&range_header(group))).await?;
         let url = url.as_str();
         let status = response.status().as_u16();
         let encoding = encoding(url, response.headers())?;
         let bad_range = |got: String| Error::BadContentRange {
             url: url.to_string(),
-            expected: describe(spans),
+            expected: describe(group),
             got,
         };
         match status {
             206 => {
                 if encoding != Encoding::Identity {
-                    // Ranges of an encoded representation cannot be placed in the file.
                     return Err(Error::UnsupportedEncoding {
                         url: url.to_string(),
                         encoding: "gzip (on a partial response)".to_string(),
@@ -353,32 +511,31 @@ impl Http {
                 let headers = response.headers();
                 let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
                 if let Some(boundary) = content_type.and_then(multipart_boundary) {
-                    let wanted: u64 = spans.iter().map(Span::len).sum();
-                    let cap = wanted + 512 * spans.len() as u64 + 1024;
-                    // Sized up front: growing by doubling would hold up to three times the
-                    // body while it arrives. `wanted` is bounded by the caller's budget.
-                    let mut body = Vec::with_capacity(usize::try_from(cap).unwrap_or(0));
-                    read_body(
-                        url,
-                        response.into_body(),
-                        encoding,
-                        &mut body,
-                        Path::new(MEMORY),
-                        cap,
-                        self.speed(),
-                    )
-                    .await?;
-                    let parts = parse_multipart(&body, &boundary).map_err(|reason| {
-                        Error::BadMultipart {
-                            url: url.to_string(),
-                            reason,
+                    let wanted: u64 = group.iter().map(Span::len).sum();
+                    let mut next = 0;
+                    let mut at = 0u64;
+                    let on_item = |item: Item<'_>| match item {
+                        // Parts in the order asked, each exactly a span asked.
+                        Item::Part(span) if group.get(next) == Some(&span) => {
+                            next += 1;
+                            at = span.start;
+                            Ok(())
                         }
-                    })?;
-                    let got: Vec<Span> = parts.iter().map(|p| p.0).collect();
-                    if !match_parts(spans, &got) {
-                        return Err(bad_range(describe(&got)));
+                        Item::Part(span) => Err(bad_range(describe(&[span]))),
+                        Item::Data(bytes) => {
+                            asm.accept(at, bytes, sink)
+                                .map_err(|g| gap_error(url, group, g))?;
+                            at += bytes.len() as u64;
+                            Ok(())
+                        }
+                    };
+                    let cap = multipart_cap(wanted, group.len());
+                    self.read_multipart(url, response.into_body(), &boundary, cap, on_item)
+                        .await?;
+                    if next != group.len() {
+                        return Err(bad_range(describe(&group[..next])));
                     }
-                    return Ok(parts.into_iter().map(|(s, d)| (s, d.to_vec())).collect());
+                    return Ok(());
                 }
                 let value = headers
                     .get(CONTENT_RANGE)
@@ -386,20 +543,30 @@ impl Http {
                     .ok_or_else(|| bad_range("no Content-Range".to_string()))?;
                 let (span, _) =
                     parse_content_range(value).ok_or_else(|| bad_range(value.to_string()))?;
-                if !match_parts(spans, &[span]) {
+                if group.len() != 1 || span != *first {
                     return Err(bad_range(value.to_string()));
                 }
-                let mut body = Vec::with_capacity(usize::try_from(span.len()).unwrap_or(0));
-                let len = read_body(
+                let mut at = span.start;
+                let mut writer = FnWriter::new(|bytes: &[u8]| {
+                    asm.accept(at, bytes, sink)
+                        .map_err(|g| gap_error(url, group, g))?;
+                    at += bytes.len() as u64;
+                    Ok(())
+                });
+                let read = read_body(
                     url,
                     response.into_body(),
                     encoding,
-                    &mut body,
+                    &mut writer,
                     Path::new(MEMORY),
                     span.len(),
                     self.speed(),
                 )
-                .await?;
+                .await;
+                if let Some(failure) = writer.failure.take() {
+                    return Err(failure);
+                }
+                let len = read?;
                 if len != span.len() {
                     return Err(Error::LengthMismatch {
                         url: url.to_string(),
@@ -407,46 +574,58 @@ impl Http {
                         actual: len,
                     });
                 }
-                Ok(vec![(span, body)])
+                Ok(())
             }
             200 => {
-                // The server ignored Range: take the whole file if the caller's budget allows.
-                let ignored = || Error::RangeIgnored {
-                    url: url.to_string(),
-                    limit: max_total,
-                };
-                if encoding == Encoding::Identity
-                    && content_length(response.headers()).is_some_and(|len| len > max_total)
-                {
-                    return Err(ignored());
+                // The server ignored Range: read the file from its start up to the last
+                // byte wanted, if the caller's budget allows that much.
+                let needed = last.end;
+                if needed > max_total {
+                    return Err(Error::RangeIgnored {
+                        url: url.to_string(),
+                        limit: max_total,
+                    });
                 }
-                let mut body = Vec::new();
-                read_body(
+                let mut at = 0u64;
+                let mut enough = false;
+                let mut writer = FnWriter::new(|bytes: &[u8]| {
+                    asm.accept(at, bytes, sink)
+                        .map_err(|g| gap_error(url, group, g))?;
+                    at += bytes.len() as u64;
+                    if at >= needed {
+                        // Stop reading: the rest is not wanted.
+                        enough = true;
+                        return Err(Error::Stopped);
+                    }
+                    Ok(())
+                });
+                let read = read_body(
                     url,
                     response.into_body(),
                     encoding,
-                    &mut body,
+                    &mut writer,
                     Path::new(MEMORY),
-                    max_total,
+                    u64::MAX,
                     self.speed(),
                 )
-                .await
-                .map_err(|e| match e {
-                    Error::TooLarge { .. } => ignored(),
-                    e => e,
-                })?;
-                let needed = spans.iter().map(|s| s.end).max().unwrap_or(0);
-                if (body.len() as u64) < needed {
+                .await;
+                let failure = writer.failure.take();
+                drop(writer);
+                match failure {
+                    Some(Error::Stopped) if enough => return Ok(()),
+                    Some(failure) => return Err(failure),
+                    None => {}
+                }
+                read?;
+                if at < needed {
                     return Err(Error::LengthMismatch {
                         url: url.to_string(),
                         expected: needed,
-                        actual: body.len() as u64,
+                        actual: at,
                     });
                 }
-                Ok(spans
-                    .iter()
-                    .map(|s| (*s, body[s.start as usize..s.end as usize].to_vec()))
-                    .collect())
+                let _ = first;
+                Ok(())
             }
             _ => Err(status_error(url, status)),
         }

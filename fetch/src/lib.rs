@@ -2,10 +2,12 @@
 //! `http://`, `https://` (rustls, ring) and `file://`.
 //!
 //! A [`Fetcher`] is built from a [`FetchConfig`] (optionally with a [`TlsConfig`]) and offers
-//! three blocking calls, each with a caller-given size cap:
+//! four blocking calls, each with a caller-given size cap:
 //!
 //! - [`Fetcher::get`]: a whole small file (summary, index);
 //! - [`Fetcher::get_ranges`]: byte ranges of a pack, coalesced and fetched in parallel;
+//! - [`Fetcher::stream_ranges`]: sorted byte ranges of a pack handed over one by one as
+//!   they arrive, in constant memory, resuming a cut transfer from its first missing byte;
 //! - [`Fetcher::download_to`]: a large file into a `.part` file, resuming where it stopped.
 //!
 //! Every failure is a typed [`Error`]: statuses (404, 403, 410, others), slow retrieval,
@@ -33,6 +35,7 @@ mod http;
 pub mod mirror;
 pub mod pull;
 mod ranges;
+mod stream;
 mod tls;
 
 pub use config::{FetchConfig, TlsConfig};

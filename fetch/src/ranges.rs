@@ -1,5 +1,5 @@
-//! Pure byte-range logic: coalescing, grouping into requests, `Content-Range` and
-//! `multipart/byteranges` parsing, slicing the answers back out.
+//! Pure byte-range logic: coalescing, grouping into requests, `Content-Range` parsing,
+//! slicing the answers back out.
 
 use crate::error::Error;
 
@@ -123,85 +123,6 @@ pub(crate) fn multipart_boundary(content_type: &str) -> Option<String> {
     })
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Parses a `multipart/byteranges` body strictly. Each part's length comes from its own
-/// `Content-Range`; the bytes after it must be the next delimiter, so data is never guessed.
-pub(crate) fn parse_multipart<'a>(
-    body: &'a [u8],
-    boundary: &str,
-) -> Result<Vec<(Span, &'a [u8])>, &'static str> {
-    if boundary.is_empty() || boundary.len() > 200 {
-        return Err("invalid boundary");
-    }
-    let delimiter = format!("--{boundary}");
-    let delimiter = delimiter.as_bytes();
-    // RFC 2046: an optional preamble precedes the first delimiter.
-    let first = find(body, delimiter).ok_or("no boundary")?;
-    let mut pos = first + delimiter.len();
-    let mut parts = Vec::new();
-    loop {
-        let rest = &body[pos..];
-        if rest.starts_with(b"--") {
-            if parts.is_empty() {
-                return Err("no parts");
-            }
-            return Ok(parts);
-        }
-        let rest = rest
-            .strip_prefix(b"\r\n")
-            .ok_or("missing CRLF after boundary")?;
-        pos += 2;
-        let header_end = find(rest, b"\r\n\r\n").ok_or("unterminated part headers")?;
-        let headers =
-            std::str::from_utf8(&rest[..header_end]).map_err(|_| "non-UTF-8 part headers")?;
-        let mut span = None;
-        for line in headers.split("\r\n").filter(|l| !l.is_empty()) {
-            let (name, value) = line.split_once(':').ok_or("malformed part header")?;
-            if name.trim().eq_ignore_ascii_case("content-range") {
-                if span.is_some() {
-                    return Err("duplicate Content-Range in part");
-                }
-                span = Some(
-                    parse_content_range(value)
-                        .ok_or("invalid Content-Range in part")?
-                        .0,
-                );
-            }
-        }
-        let span: Span = span.ok_or("part without Content-Range")?;
-        pos += header_end + 4;
-        let len = usize::try_from(span.len()).map_err(|_| "part too large")?;
-        let data_end = pos.checked_add(len).ok_or("part too large")?;
-        let data = body
-            .get(pos..data_end)
-            .ok_or("part shorter than its Content-Range")?;
-        parts.push((span, data));
-        pos = data_end;
-        let rest = body[pos..]
-            .strip_prefix(b"\r\n")
-            .ok_or("part longer than its Content-Range")?;
-        if !rest.starts_with(delimiter) {
-            return Err("part longer than its Content-Range");
-        }
-        pos += 2 + delimiter.len();
-    }
-}
-
-/// Checks that the answered parts are exactly the spans asked for, each once.
-pub(crate) fn match_parts(asked: &[Span], got: &[Span]) -> bool {
-    if asked.len() != got.len() {
-        return false;
-    }
-    let mut used = vec![false; got.len()];
-    asked.iter().all(|a| {
-        let hit = got.iter().enumerate().position(|(i, g)| !used[i] && g == a);
-        hit.map(|i| used[i] = true).is_some()
-    })
-}
-
 /// Describes spans like a `Range` header, for error messages.
 pub(crate) fn describe(spans: &[Span]) -> String {
     if spans.is_empty() {
@@ -263,8 +184,7 @@ pub(crate) fn extract(
 #[cfg(test)]
 mod tests {
     use super::{
-        coalesce, extract, group, parse_content_range, parse_multipart, range_header, Span,
-        MIN_PARALLEL_BYTES,
+        coalesce, extract, group, parse_content_range, range_header, Span, MIN_PARALLEL_BYTES,
     };
 
     #[test]
@@ -347,18 +267,5 @@ mod tests {
         assert!(parse_content_range("bytes 4-2/10").is_none());
         assert!(parse_content_range("bytes 2-10/10").is_none());
         assert!(parse_content_range("items 2-4/10").is_none());
-    }
-
-    #[test]
-    fn multipart_uses_declared_lengths() {
-        let body = b"\r\n--XX\r\nContent-Type: a/b\r\nContent-Range: bytes 0-2/10\r\n\r\nabc\r\n--XX\r\nContent-Range: bytes 5-5/10\r\n\r\n-\r\n--XX--\r\n";
-        let parts = parse_multipart(body, "XX").unwrap();
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], (Span { start: 0, end: 3 }, &b"abc"[..]));
-        assert_eq!(parts[1], (Span { start: 5, end: 6 }, &b"-"[..]));
-        let short = b"--XX\r\nContent-Range: bytes 0-3/10\r\n\r\nabc\r\n--XX--\r\n";
-        assert!(parse_multipart(short, "XX").is_err());
-        let long = b"--XX\r\nContent-Range: bytes 0-1/10\r\n\r\nabc\r\n--XX--\r\n";
-        assert!(parse_multipart(long, "XX").is_err());
     }
 }

@@ -19,7 +19,8 @@ use store::pack::{verify_blob, BlobKind, ChunkIndex, FileChunks, PackIndex};
 use store::summary::RefEntry;
 use store::{CommitId, FileId, Repo};
 
-use super::source::{fetch_locs, locate, ContentReader, Loc, Piece, Remote};
+use super::pipe::{produce, Pipe};
+use super::source::{fetch_locs, locate, ContentReader, Loc, Piece, Remote, Take};
 use super::{Event, PullCtx, PullError};
 
 fn locate_or_err(packs: &[PackIndex], kind: BlobKind, id: &ObjectId) -> Result<Loc, PullError> {
@@ -44,6 +45,94 @@ fn fetch_blobs(ctx: &PullCtx<'_>, locs: &[Loc]) -> Result<Fetched, PullError> {
         .collect())
 }
 
+/// Closes every pipe when dropped, so producers stop once the pull stops taking blobs.
+struct CloseOnDrop<'p>(&'p [Pipe]);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        for pipe in self.0 {
+            pipe.close();
+        }
+    }
+}
+
+/// The blobs of `batch` fetched up front, in the order [`pack_sequences`] streams them.
+fn up_front<'b>(batch: &'b Batch<'_>) -> Vec<&'b Loc> {
+    let mut locs: Vec<&Loc> = batch.blobs.iter().collect();
+    locs.sort_by_key(|l| (l.pack, l.entry.offset));
+    locs.dedup_by_key(|l| (l.pack, l.entry.offset));
+    locs
+}
+
+/// The chunks of `file` taken from the streams while it is written, each once, in the
+/// order first used.
+fn streamed<'f>(file: &'f Planned<'_>) -> Vec<&'f Loc> {
+    let mut seen = HashSet::new();
+    file.chunks
+        .iter()
+        .filter_map(|c| match c {
+            ChunkFrom::Stream(loc) if seen.insert((loc.pack, loc.entry.offset)) => Some(loc),
+            _ => None,
+        })
+        .collect()
+}
+
+/// For each pack, the blobs the batches take from it, in the order they take them: each
+/// batch's up-front blobs, then the chunks its files stream.
+fn pack_sequences<'b>(batches: &'b [Batch<'_>], packs: usize) -> Vec<Vec<&'b Loc>> {
+    let mut seqs = vec![Vec::new(); packs];
+    for batch in batches {
+        for loc in up_front(batch) {
+            seqs[loc.pack].push(loc);
+        }
+        for file in &batch.files {
+            for loc in streamed(file) {
+                seqs[loc.pack].push(loc);
+            }
+        }
+    }
+    seqs
+}
+
+/// Take the up-front blobs of `batch` from the pipes.
+fn take_batch(pipes: &[Pipe], batch: &Batch<'_>) -> Result<Fetched, PullError> {
+    up_front(batch)
+        .into_iter()
+        .map(|loc| {
+            let bytes = pipes[loc.pack].recv(loc)?;
+            Ok(((loc.entry.kind, loc.entry.id), (*loc, bytes)))
+        })
+        .collect()
+}
+
+/// Takes the streamed chunks of `file` from the pipes as it is written; a chunk the file
+/// uses again later is kept until its last use.
+fn streamed_take<'p>(
+    pipes: &'p [Pipe],
+    file: &Planned<'_>,
+) -> impl FnMut(&Loc) -> std::io::Result<Vec<u8>> + 'p {
+    let mut uses: HashMap<(usize, u64), usize> = HashMap::new();
+    for c in &file.chunks {
+        if let ChunkFrom::Stream(loc) = c {
+            *uses.entry((loc.pack, loc.entry.offset)).or_default() += 1;
+        }
+    }
+    let mut kept: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
+    move |loc: &Loc| {
+        let key = (loc.pack, loc.entry.offset);
+        let bytes = match kept.remove(&key) {
+            Some(bytes) => bytes,
+            None => pipes[loc.pack].recv(loc).map_err(std::io::Error::other)?,
+        };
+        let left = uses.entry(key).or_default();
+        *left = left.saturating_sub(1);
+        if *left > 0 {
+            kept.insert(key, bytes.clone());
+        }
+        Ok(bytes)
+    }
+}
+
 /// A file to fetch, with where each of its chunks comes from.
 struct Planned<'c> {
     file: &'c FileChunks,
@@ -55,7 +144,8 @@ struct Planned<'c> {
 enum ChunkFrom {
     /// Fetched with the batch of this file.
     Batch(Loc),
-    /// Fetched while the file is read (a file too large for one batch).
+    /// Taken from the pack streams while the file is read (a file too large for one
+    /// batch).
     Stream(Loc),
     /// Held locally (before the pull or from an earlier batch) at this file and offset.
     Local(FileId, u64),
@@ -174,40 +264,62 @@ pub(super) fn pull_commit(
         total,
     });
 
-    // 3. Files, batch by batch, each batch committed on its own.
-    let streamed = AtomicU64::new(0);
+    // 3. Files, batch by batch, each batch committed on its own. Their blobs stream in,
+    //    one producer per pack, in the order the batches use them.
+    let extra = AtomicU64::new(0);
     let remote = Remote {
         fetcher: ctx.fetcher,
         packs,
-        window: ctx.opts.batch_bytes,
-        fetched: &streamed,
+        fetched: &extra,
     };
+    let seqs = pack_sequences(&batches, packs.len());
+    let pipes: Vec<Pipe> = seqs.iter().map(|_| Pipe::new()).collect();
+    let fetcher = ctx.fetcher;
     let mut written = 0u64;
-    for batch in &batches {
-        let fetched = fetch_blobs(ctx, &batch.blobs)?;
-        let txn = repo.begin()?;
-        ctx.writers.install(|| {
-            batch
+    let mut started = vec![false; packs.len()];
+    std::thread::scope(|scope| -> Result<(), PullError> {
+        // On any exit, waiting producers give up (the scope then joins them).
+        let _close = CloseOnDrop(&pipes);
+        for batch in &batches {
+            // A pack's producer starts when a batch first needs it, so packs needed later
+            // hold no buffered bytes meanwhile.
+            for loc in batch
                 .files
-                .par_iter()
-                .try_for_each(|p| store_file(repo, &txn, &remote, p, &fetched))
-        })?;
-        // Durable content now; durable names with the sync before the ref (below).
-        txn.commit_unsynced()?;
-        written += batch.files.len() as u64;
-        done += batch.bytes;
-        (ctx.events)(&Event::Progress {
-            name: entry.name.to_string(),
-            done,
-            total,
-        });
-    }
-    let up_front: u64 = batches
-        .iter()
-        .flat_map(|b| b.blobs.iter())
-        .map(|l| u64::from(l.entry.stored_len))
-        .sum();
-    ctx.fetched += up_front + streamed.into_inner();
+                .iter()
+                .flat_map(|f| streamed(f))
+                .chain(up_front(batch))
+            {
+                if !std::mem::replace(&mut started[loc.pack], true) {
+                    let (pack, seq, pipe) = (loc.pack, &seqs[loc.pack], &pipes[loc.pack]);
+                    scope.spawn(move || produce(fetcher, packs, pack, seq, pipe));
+                }
+            }
+            let fetched = take_batch(&pipes, batch)?;
+            let txn = repo.begin()?;
+            if let [file] = batch.files.as_slice() {
+                let mut take = streamed_take(&pipes, file);
+                store_file(repo, &txn, &remote, file, &fetched, Some(&mut take))?;
+            } else {
+                ctx.writers.install(|| {
+                    batch
+                        .files
+                        .par_iter()
+                        .try_for_each(|p| store_file(repo, &txn, &remote, p, &fetched, None))
+                })?;
+            }
+            // Durable content now; durable names with the sync before the ref (below).
+            txn.commit_unsynced()?;
+            written += batch.files.len() as u64;
+            done += batch.bytes;
+            (ctx.events)(&Event::Progress {
+                name: entry.name.to_string(),
+                done,
+                total,
+            });
+        }
+        Ok(())
+    })?;
+    ctx.fetched += file_bytes + extra.into_inner();
 
     // 4. Trees and the commit last, with its signatures and the ref, once every batch's
     //    objects are durable under their names.
@@ -421,6 +533,7 @@ fn store_file(
     remote: &Remote<'_>,
     planned: &Planned<'_>,
     fetched: &Fetched,
+    take: Option<Take<'_>>,
 ) -> Result<(), PullError> {
     let blob = |loc: &Loc| -> Result<&[u8], PullError> {
         fetched
@@ -449,7 +562,7 @@ fn store_file(
             },
         });
     }
-    let mut reader = ContentReader::new(repo, remote, pieces);
+    let mut reader = ContentReader::new(repo, remote, pieces, take);
     let id = txn.write_file(&header, &mut reader)?;
     if id != planned.file.id {
         return Err(PullError::Plan {

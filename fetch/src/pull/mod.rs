@@ -16,6 +16,7 @@
 mod chunked;
 mod delta;
 mod files;
+mod pipe;
 mod source;
 
 use std::path::PathBuf;
@@ -59,7 +60,7 @@ impl Default for PullOptions {
         PullOptions {
             allow_downgrade: false,
             now: None,
-            batch_bytes: 4 << 20,
+            batch_bytes: 2 << 20,
             use_deltas: true,
             fetch: None,
             verify: true,

@@ -1,9 +1,8 @@
 //! Where the bytes of a file being rebuilt come from: chunks fetched with its batch (still
-//! compressed, verified when used), chunks fetched while the file is read (a file too large
-//! for one batch streams in windows), or chunks of files the store already holds, checked
-//! against their ids and fetched instead when the local copy is damaged.
+//! compressed, verified when used), chunks taken from the pull's pack streams while the
+//! file is read (a file too large for one batch), or chunks of files the store already
+//! holds, checked against their ids and fetched instead when the local copy is damaged.
 
-use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,7 +34,7 @@ pub(super) fn locate(packs: &[PackIndex], kind: BlobKind, id: &ObjectId) -> Opti
 pub(super) enum Piece<'a> {
     /// Fetched with the batch: its stored bytes.
     Fetched { loc: Loc, stored: &'a [u8] },
-    /// To be fetched while the file is read.
+    /// Taken from the pack streams while the file is read.
     Remote(Loc),
     /// Held locally, as bytes `offset..offset + len` of a file object in the store.
     Local {
@@ -50,9 +49,7 @@ pub(super) enum Piece<'a> {
 pub(super) struct Remote<'a> {
     pub(super) fetcher: &'a Fetcher,
     pub(super) packs: &'a [PackIndex],
-    /// Stored bytes fetched per window of a streamed file.
-    pub(super) window: u64,
-    /// Bytes fetched, for the pull's total.
+    /// Bytes fetched besides the plan (for damaged local chunks), for the pull's total.
     pub(super) fetched: &'a AtomicU64,
 }
 
@@ -93,31 +90,39 @@ impl Remote<'_> {
     }
 }
 
+/// Takes the stored bytes of a chunk from the pull's pack streams.
+pub(super) type Take<'t> = &'t mut (dyn FnMut(&Loc) -> io::Result<Vec<u8>> + 't);
+
 /// Local files kept open, so chunks taken from a few files in turn are read without
 /// decompressing a file from its start again.
 const OPEN_FILES: usize = 4;
 
 /// Reads a file's content chunk after chunk, checking each chunk's hash as it is used.
 /// Errors carry the store's or the fetch layer's message.
-pub(super) struct ContentReader<'a> {
+pub(super) struct ContentReader<'a, 't> {
     repo: &'a Repo,
     remote: &'a Remote<'a>,
-    pieces: std::iter::Peekable<std::vec::IntoIter<Piece<'a>>>,
-    /// Chunks of a streamed window, fetched but not yet used: entry and stored bytes.
-    window: VecDeque<(Loc, Vec<u8>)>,
+    pieces: std::vec::IntoIter<Piece<'a>>,
+    /// Where [`Piece::Remote`] chunks come from (else they are fetched one by one).
+    take: Option<Take<'t>>,
     current: Vec<u8>,
     pos: usize,
     /// Local files being read from, and how far into their content.
     open: Vec<(FileId, u64, Box<dyn Read + Send>)>,
 }
 
-impl<'a> ContentReader<'a> {
-    pub(super) fn new(repo: &'a Repo, remote: &'a Remote<'a>, pieces: Vec<Piece<'a>>) -> Self {
+impl<'a, 't> ContentReader<'a, 't> {
+    pub(super) fn new(
+        repo: &'a Repo,
+        remote: &'a Remote<'a>,
+        pieces: Vec<Piece<'a>>,
+        take: Option<Take<'t>>,
+    ) -> Self {
         ContentReader {
             repo,
             remote,
-            pieces: pieces.into_iter().peekable(),
-            window: VecDeque::new(),
+            pieces: pieces.into_iter(),
+            take,
             current: Vec::new(),
             pos: 0,
             open: Vec::new(),
@@ -126,26 +131,6 @@ impl<'a> ContentReader<'a> {
 
     fn verify(&self, loc: &Loc, stored: &[u8]) -> io::Result<Vec<u8>> {
         verify_blob(&self.remote.packs[loc.pack], &loc.entry, stored).map_err(io::Error::other)
-    }
-
-    /// Fetch the next window of a streamed file: `first` and the remote chunks right after
-    /// it, about `window` stored bytes in all.
-    fn fill_window(&mut self, first: Loc) -> io::Result<()> {
-        let mut locs = vec![first];
-        let mut bytes = u64::from(first.entry.stored_len);
-        while bytes < self.remote.window {
-            match self.pieces.peek() {
-                Some(Piece::Remote(loc)) => {
-                    bytes += u64::from(loc.entry.stored_len);
-                    locs.push(*loc);
-                    self.pieces.next();
-                }
-                _ => break,
-            }
-        }
-        let stored = self.remote.fetch(&locs)?;
-        self.window = locs.into_iter().zip(stored).collect();
-        Ok(())
     }
 
     fn local(&mut self, file: FileId, offset: u64, len: u32, id: ObjectId) -> io::Result<Vec<u8>> {
@@ -217,26 +202,25 @@ impl<'a> ContentReader<'a> {
     }
 }
 
-impl Read for ContentReader<'_> {
+impl Read for ContentReader<'_, '_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.current.len() {
-            let next = if let Some((loc, stored)) = self.window.pop_front() {
-                self.verify(&loc, &stored)?
-            } else {
-                match self.pieces.next() {
-                    None => return Ok(0),
-                    Some(Piece::Fetched { loc, stored }) => self.verify(&loc, stored)?,
-                    Some(Piece::Remote(loc)) => {
-                        self.fill_window(loc)?;
-                        continue;
-                    }
-                    Some(Piece::Local {
-                        file,
-                        offset,
-                        len,
-                        id,
-                    }) => self.local(file, offset, len, id)?,
+            let next = match self.pieces.next() {
+                None => return Ok(0),
+                Some(Piece::Fetched { loc, stored }) => self.verify(&loc, stored)?,
+                Some(Piece::Remote(loc)) => {
+                    let stored = match &mut self.take {
+                        Some(take) => take(&loc)?,
+                        None => self.remote.fetch(&[loc])?.remove(0),
+                    };
+                    self.verify(&loc, &stored)?
                 }
+                Some(Piece::Local {
+                    file,
+                    offset,
+                    len,
+                    id,
+                }) => self.local(file, offset, len, id)?,
             };
             self.current = next;
             self.pos = 0;
