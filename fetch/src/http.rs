@@ -320,6 +320,8 @@ impl Http {
             });
         }
         let spans = coalesce(ranges, self.cfg.range_gap);
+        // The gaps that coalescing fills come on top of the caller's budget.
+        let budget = max_total.max(spans.iter().map(Span::len).sum());
         let parallel = self.cfg.max_parallel.max(1);
         let mut groups = group(
             &spans,
@@ -335,7 +337,7 @@ impl Http {
             tasks.spawn(async move {
                 let wanted: Vec<(u64, u64)> = spans.iter().map(|s| (s.start, s.len())).collect();
                 let mut pieces = Vec::with_capacity(spans.len());
-                http.stream_ranges(&url, &wanted, max_total, &mut |i, bytes| {
+                http.stream_ranges(&url, &wanted, budget, &mut |i, bytes| {
                     pieces.push((spans[i], bytes));
                     Ok(())
                 })

@@ -250,6 +250,12 @@ fn ranges_are_coalesced_and_fetched_in_parallel() {
     assert_eq!(server.requests().len(), 3, "{:?}", server.requests());
     let err = f.get_ranges("pack", &ranges, 100).unwrap_err();
     assert!(matches!(err, Error::TooLarge { limit: 100, .. }), "{err:?}");
+    // The budget is for the bytes asked; the gaps coalescing fills come on top.
+    let near = [(0, 10), (500, 10)];
+    assert_eq!(
+        f.get_ranges("pack", &near, 20).unwrap(),
+        vec![data[..10].to_vec(), data[500..510].to_vec()]
+    );
 }
 
 #[test]
