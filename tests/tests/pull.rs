@@ -666,3 +666,54 @@ fn remote_remove_and_mirror_wait_for_no_one() {
         run.describe()
     );
 }
+
+/// The bytes of the published files under `dir` of `builder` whose names end with `ext`.
+fn published_bytes(builder: &std::path::Path, dir: &str, ext: &str) -> u64 {
+    std::fs::read_dir(builder.join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(ext))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn a_pull_fetches_exactly_what_it_planned() {
+    // Files sharing most of their chunks, in small batches: later batches read the shared
+    // chunks back from files earlier batches stored, never fetching them again.
+    let w = World::new();
+    let shared = rand_bytes(400_000, 900);
+    for i in 0..8 {
+        let mut content = shared.clone();
+        content.extend(rand_bytes(30_000, 910 + i));
+        write(&w.src.join(format!("usr/lib/dup{i}.bin")), &content);
+    }
+    w.commit("1.0", 1_700_000_000);
+    w.publish(&[]);
+    let device = w.device("device", "bare");
+    let run = try_pull(&device, "origin", &["--batch-bytes", "60000"]);
+    run.success();
+    let events: Vec<serde_json::Value> = run
+        .out()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let planned = events.iter().find(|v| v["event"] == "planned").unwrap();
+    let report = events.last().unwrap();
+    // Besides the planned blobs: the summary, the signature set and the indexes.
+    let b = &w.builder;
+    let around = std::fs::metadata(b.join("summary")).unwrap().len()
+        + published_bytes(b, "sigs", ".sig")
+        + published_bytes(b, "chunks", ".cidx")
+        + published_bytes(b, "packs", ".idx");
+    assert_eq!(
+        report["bytes"].as_u64().unwrap(),
+        planned["bytes"].as_u64().unwrap() + around,
+        "{}",
+        run.out()
+    );
+    // The shared chunks were fetched once: far less than their eight copies (3.2 MB).
+    assert!(planned["bytes"].as_u64().unwrap() < 2_000_000, "{planned}");
+    assert_tree(&device, &w.src, &w.root);
+    cli::fsck(&device).success();
+}

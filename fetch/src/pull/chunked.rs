@@ -3,8 +3,9 @@
 //! the chunk index, then fetch them in bounded batches of Range requests, rebuild each
 //! file, check it against its id and store it.
 //!
-//! Files are committed to the store batch by batch (no ref names them yet), so a pull cut
-//! off midway keeps what it finished and the next one starts from there. The repository
+//! Files are committed to the store every few batches (no ref names them yet), and a pull
+//! that fails commits what it stored whole, so a pull cut off midway keeps what it
+//! finished and the next one starts from there. The repository
 //! lock is held shared for the whole pull, so a prune cannot remove the files of earlier
 //! batches before the ref names them. The commit object and its trees are written last, in
 //! one transaction with the ref, so a commit is never present without all it names.
@@ -44,6 +45,11 @@ fn fetch_blobs(ctx: &PullCtx<'_>, locs: &[Loc]) -> Result<Fetched, PullError> {
         .map(|(loc, bytes)| ((loc.entry.kind, loc.entry.id), (loc, bytes)))
         .collect())
 }
+
+/// Stored bytes fetched between two commits of the files a pull stored (each commit is a
+/// `syncfs`; a batch reading chunks back from files of the open transaction commits it
+/// first). A pull that fails keeps what it stored; a power cut may lose up to this much.
+const COMMIT_BYTES: u64 = 16 << 20;
 
 /// Closes every pipe when dropped, so producers stop once the pull stops taking blobs.
 struct CloseOnDrop<'p>(&'p [Pipe]);
@@ -280,7 +286,22 @@ pub(super) fn pull_commit(
     std::thread::scope(|scope| -> Result<(), PullError> {
         // On any exit, waiting producers give up (the scope then joins them).
         let _close = CloseOnDrop(&pipes);
+        // Batches share a transaction until about COMMIT_BYTES were stored: each commit
+        // costs a syncfs.
+        let mut txn = repo.begin()?;
+        let mut uncommitted = 0u64;
+        // Files of the open transaction: not readable from the store until committed.
+        let mut staged: HashSet<FileId> = HashSet::new();
         for batch in &batches {
+            let reads_staged = batch
+                .files
+                .iter()
+                .flat_map(|f| &f.chunks)
+                .any(|c| matches!(c, ChunkFrom::Local(file, _) if staged.contains(file)));
+            if reads_staged {
+                std::mem::replace(&mut txn, repo.begin()?).commit_unsynced()?;
+                (uncommitted, staged) = (0, HashSet::new());
+            }
             // A pack's producer starts when a batch first needs it, so packs needed later
             // hold no buffered bytes meanwhile.
             for loc in batch
@@ -294,22 +315,33 @@ pub(super) fn pull_commit(
                     scope.spawn(move || produce(fetcher, packs, pack, seq, pipe));
                 }
             }
-            let fetched = take_batch(&pipes, batch)?;
-            let txn = repo.begin()?;
-            if let [file] = batch.files.as_slice() {
-                let mut take = streamed_take(&pipes, file);
-                store_file(repo, &txn, &remote, file, &fetched, Some(&mut take))?;
-            } else {
-                ctx.writers.install(|| {
-                    batch
-                        .files
-                        .par_iter()
-                        .try_for_each(|p| store_file(repo, &txn, &remote, p, &fetched, None))
-                })?;
+            let stored = take_batch(&pipes, batch).and_then(|fetched| {
+                if let [file] = batch.files.as_slice() {
+                    let mut take = streamed_take(&pipes, file);
+                    store_file(repo, &txn, &remote, file, &fetched, Some(&mut take))
+                } else {
+                    ctx.writers.install(|| {
+                        batch
+                            .files
+                            .par_iter()
+                            .try_for_each(|p| store_file(repo, &txn, &remote, p, &fetched, None))
+                    })
+                }
+            });
+            if let Err(e) = stored {
+                // Keep every file stored whole (each checked against its id), so the next
+                // pull resumes from here.
+                let _ = txn.commit_unsynced();
+                return Err(e);
             }
-            // Durable content now; durable names with the sync before the ref (below).
-            txn.commit_unsynced()?;
             written += batch.files.len() as u64;
+            uncommitted += batch.bytes;
+            staged.extend(batch.files.iter().map(|p| p.file.id));
+            if uncommitted >= COMMIT_BYTES {
+                // Durable content now; durable names with the sync before the ref (below).
+                std::mem::replace(&mut txn, repo.begin()?).commit_unsynced()?;
+                (uncommitted, staged) = (0, HashSet::new());
+            }
             done += batch.bytes;
             (ctx.events)(&Event::Progress {
                 name: entry.name.to_string(),
@@ -317,6 +349,7 @@ pub(super) fn pull_commit(
                 total,
             });
         }
+        txn.commit_unsynced()?;
         Ok(())
     })?;
     ctx.fetched += file_bytes + extra.into_inner();

@@ -30,6 +30,10 @@ struct PipeState {
     finished: Option<Result<(), Error>>,
     /// The consumer is gone: the producer stops.
     closed: bool,
+    /// A side is waiting for the other (wake-ups are only sent then: a pull hands over
+    /// tens of thousands of blobs).
+    producer_waits: bool,
+    consumer_waits: bool,
 }
 
 impl Pipe {
@@ -48,14 +52,18 @@ impl Pipe {
     fn send(&self, offset: u64, bytes: Vec<u8>) -> Result<(), Error> {
         let mut st = self.lock();
         while st.bytes >= PIPE_BYTES && !st.closed {
+            st.producer_waits = true;
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.producer_waits = false;
         }
         if st.closed {
             return Err(Error::Stopped);
         }
         st.bytes += bytes.len() as u64;
         st.queue.push_back((offset, bytes));
-        self.changed.notify_all();
+        if st.consumer_waits {
+            self.changed.notify_all();
+        }
         Ok(())
     }
 
@@ -79,7 +87,9 @@ impl Pipe {
         loop {
             if let Some((offset, bytes)) = st.queue.pop_front() {
                 st.bytes -= bytes.len() as u64;
-                self.changed.notify_all();
+                if st.producer_waits {
+                    self.changed.notify_all();
+                }
                 if offset != loc.entry.offset {
                     return Err(PullError::Plan {
                         reason: format!(
@@ -104,7 +114,11 @@ impl Pipe {
                         ),
                     });
                 }
-                None => st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
+                None => {
+                    st.consumer_waits = true;
+                    st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.consumer_waits = false;
+                }
             }
         }
     }
