@@ -10,6 +10,7 @@ use crate::config::FetchConfig;
 use crate::error::Error;
 use crate::file;
 use crate::http::Http;
+use crate::stream::require_ordered;
 
 enum Backend {
     File(PathBuf),
@@ -205,6 +206,7 @@ impl Fetcher {
         sink: &mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send),
     ) -> Result<(), Error> {
         let url = self.url(path)?;
+        require_ordered(ranges)?;
         match &self.backend {
             Backend::File(root) => {
                 self.count_file_call();

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::error::{Error, IoResultExt};
 use crate::ranges::total_len;
-use crate::stream::check_ordered;
+use crate::stream::Sink;
 
 fn open(path: &Path, url: &str) -> Result<File, Error> {
     File::open(path).map_err(|source| match source.kind() {
@@ -51,36 +51,20 @@ pub(crate) fn get_ranges(
     max_total: u64,
 ) -> Result<Vec<Vec<u8>>, Error> {
     let mut out = vec![Vec::new(); ranges.len()];
-    each_range(path, url, ranges, max_total, &mut |i, bytes| {
+    stream_ranges(path, url, ranges, max_total, &mut |i, bytes| {
         out[i] = bytes;
         Ok(())
     })?;
     Ok(out)
 }
 
+/// Reads each range in the order given and hands it to `sink`.
 pub(crate) fn stream_ranges(
     path: &Path,
     url: &str,
     ranges: &[(u64, u64)],
     max_total: u64,
-    sink: &mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send),
-) -> Result<(), Error> {
-    if let Some(w) = ranges.windows(2).find(|w| !check_ordered(w)) {
-        return Err(Error::InvalidRange {
-            offset: w[1].0,
-            len: w[1].1,
-        });
-    }
-    each_range(path, url, ranges, max_total, sink)
-}
-
-/// Reads each range in the order given and hands it to `sink`.
-fn each_range(
-    path: &Path,
-    url: &str,
-    ranges: &[(u64, u64)],
-    max_total: u64,
-    sink: &mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send),
+    sink: Sink<'_>,
 ) -> Result<(), Error> {
     if total_len(ranges)? > max_total {
         return Err(too_large(url, max_total));

@@ -28,7 +28,7 @@ use crate::ranges::{
     coalesce, describe, extract, group, multipart_boundary, parse_content_range, range_header,
     total_len, Span,
 };
-use crate::stream::{check_ordered, Assembler, Gap, Item, Multipart, Stop};
+use crate::stream::{require_ordered, Assembler, Gap, Item, Multipart, Sink, Stop};
 use crate::tls;
 
 /// Where bodies read into memory are said to go, in error messages.
@@ -414,7 +414,7 @@ impl Http {
         url: &Url,
         ranges: &[(u64, u64)],
         max_total: u64,
-        sink: &mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send),
+        sink: Sink<'_>,
     ) -> Result<(), Error> {
         if total_len(ranges)? > max_total {
             return Err(Error::TooLarge {
@@ -422,12 +422,7 @@ impl Http {
                 limit: max_total,
             });
         }
-        if let Some(w) = ranges.windows(2).find(|w| !check_ordered(w)) {
-            return Err(Error::InvalidRange {
-                offset: w[1].0,
-                len: w[1].1,
-            });
-        }
+        require_ordered(ranges)?;
         let spans = coalesce(ranges, self.cfg.range_gap);
         let mut asm = Assembler::new(ranges);
         asm.flush_empty(sink)
@@ -488,7 +483,7 @@ impl Http {
         group: &[Span],
         max_total: u64,
         asm: &mut Assembler<'_>,
-        sink: &mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send),
+        sink: Sink<'_>,
     ) -> Result<(), Error> {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
             return Ok(());

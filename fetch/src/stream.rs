@@ -2,6 +2,7 @@
 //! and the assembler that cuts the wanted ranges out of the bytes as they arrive, so a
 //! response of any size is handled in a small, fixed amount of memory.
 
+use crate::error::Error;
 use crate::ranges::{parse_content_range, Span};
 
 /// Most bytes before the first delimiter (RFC 2046 allows a preamble; servers send none or
@@ -305,11 +306,26 @@ impl<'r> Assembler<'r> {
     }
 }
 
+/// Where streamed ranges go: `sink(i, bytes)` once range `i` is whole, in order.
+pub(crate) type Sink<'s> = &'s mut (dyn FnMut(usize, Vec<u8>) -> Result<(), Error> + Send);
+
 /// Whether `ranges` are sorted by offset and disjoint.
 pub(crate) fn check_ordered(ranges: &[(u64, u64)]) -> bool {
     ranges
         .windows(2)
         .all(|w| w[0].0.saturating_add(w[0].1) <= w[1].0)
+}
+
+/// Refuses ranges that are not sorted by offset and disjoint, naming the first that is
+/// out of order.
+pub(crate) fn require_ordered(ranges: &[(u64, u64)]) -> Result<(), Error> {
+    match ranges.windows(2).find(|w| !check_ordered(w)) {
+        Some(w) => Err(Error::InvalidRange {
+            offset: w[1].0,
+            len: w[1].1,
+        }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
