@@ -270,8 +270,8 @@ pub(super) fn pull_commit(
         total,
     });
 
-    // 3. Files, batch by batch, each batch committed on its own. Their blobs stream in,
-    //    one producer per pack, in the order the batches use them.
+    // 3. Files, batch by batch, committed every COMMIT_BYTES. Their blobs stream in, one
+    //    producer per pack, in the order the batches use them.
     let extra = AtomicU64::new(0);
     let remote = Remote {
         fetcher: ctx.fetcher,

@@ -149,6 +149,14 @@ pub(super) fn produce(
     seq: &[&Loc],
     pipe: &Pipe,
 ) {
+    // Even if this thread panics, the pipe is finished, so the reader is not left waiting.
+    struct Finish<'p>(&'p Pipe, Option<Result<(), Error>>);
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            self.0.finish(self.1.take().unwrap_or(Err(Error::Stopped)));
+        }
+    }
+    let mut finish = Finish(pipe, None);
     let path = format!("packs/{}.pack", packs[pack].pack_id());
     let result = runs(seq).into_iter().try_for_each(|run| {
         let ranges: Vec<(u64, u64)> = run
@@ -160,7 +168,7 @@ pub(super) fn produce(
             pipe.send(run[i].entry.offset, bytes)
         })
     });
-    pipe.finish(result);
+    finish.1 = Some(result);
 }
 
 #[cfg(test)]
