@@ -448,7 +448,8 @@ impl Http {
                 .await
             {
                 Ok(()) => attempt = 0,
-                // As in `get_ranges`: ask for one range at a time from now on.
+                // Some servers and CDNs answer a multi-range request with the whole file
+                // but honour single ranges: ask for one range at a time from now on.
                 Err(Error::RangeIgnored { .. }) if group.len() > 1 => {
                     self.single_ranges.store(true, Ordering::Relaxed);
                 }

@@ -124,15 +124,23 @@ impl Pipe {
     }
 }
 
-/// Cut `seq` into runs a request can carry: blobs of rising, non-overlapping offsets.
+/// Most stored bytes fetched by one streamed call: each call has the fetch layer's overall
+/// deadline, which a slow link must be able to meet.
+const RUN_BYTES: u64 = 16 << 20;
+
+/// Cut `seq` into runs one streamed call can carry: blobs of rising, non-overlapping
+/// offsets, at most about [`RUN_BYTES`] in all.
 fn runs<'s>(seq: &'s [&Loc]) -> Vec<&'s [&'s Loc]> {
     let mut out = Vec::new();
     let mut start = 0;
+    let mut bytes = 0u64;
     for i in 1..seq.len() {
         let prev = &seq[i - 1].entry;
-        if seq[i].entry.offset < prev.offset + u64::from(prev.stored_len) {
+        bytes += u64::from(prev.stored_len);
+        if seq[i].entry.offset < prev.offset + u64::from(prev.stored_len) || bytes >= RUN_BYTES {
             out.push(&seq[start..i]);
             start = i;
+            bytes = 0;
         }
     }
     if start < seq.len() {
@@ -204,6 +212,11 @@ mod tests {
         let lens: Vec<usize> = runs(&seq).iter().map(|r| r.len()).collect();
         assert_eq!(lens, [3, 2, 1]);
         assert!(runs(&[]).is_empty());
+        // Rising offsets, but more bytes than one call carries.
+        let big: Vec<Loc> = (0..40u64).map(|i| loc(i << 20, 1 << 20)).collect();
+        let seq: Vec<&Loc> = big.iter().collect();
+        let lens: Vec<usize> = runs(&seq).iter().map(|r| r.len()).collect();
+        assert_eq!(lens, [16, 16, 8]);
     }
 
     #[test]
