@@ -28,7 +28,7 @@ use crate::ranges::{
     coalesce, describe, extract, group, multipart_boundary, parse_content_range, range_header,
     total_len, Span,
 };
-use crate::stream::{require_ordered, Assembler, Gap, Item, Multipart, Sink, Stop};
+use crate::stream::{Assembler, Gap, Item, Multipart, Sink, Stop};
 use crate::tls;
 
 /// Where bodies read into memory are said to go, in error messages.
@@ -404,7 +404,8 @@ impl Http {
         parser.finish().map_err(bad)
     }
 
-    /// Streams `ranges` (sorted by offset, disjoint) of `url` to `sink` in order, each as
+    /// Streams `ranges` (sorted by offset and disjoint: `Fetcher::stream_ranges` checks,
+    /// `get_ranges` passes coalesced spans) of `url` to `sink` in order, each as
     /// soon as its last byte arrived, so memory stays small whatever the total. Near
     /// ranges are coalesced and up to `max_ranges_per_request` spans asked per request,
     /// one request at a time. A transfer cut off is resumed from the first byte still
@@ -422,7 +423,6 @@ impl Http {
                 limit: max_total,
             });
         }
-        require_ordered(ranges)?;
         let spans = coalesce(ranges, self.cfg.range_gap);
         let mut asm = Assembler::new(ranges);
         asm.flush_empty(sink)

@@ -62,7 +62,7 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-/// The blobs of `batch` fetched up front, in the order [`pack_sequences`] streams them.
+/// The blobs of `batch` fetched up front, in the order the pack streams send them.
 fn up_front<'b>(batch: &'b Batch<'_>) -> Vec<&'b Loc> {
     let mut locs: Vec<&Loc> = batch.blobs.iter().collect();
     locs.sort_by_key(|l| (l.pack, l.entry.offset));
@@ -83,28 +83,44 @@ fn streamed<'f>(file: &'f Planned<'_>) -> Vec<&'f Loc> {
         .collect()
 }
 
-/// For each pack, the blobs the batches take from it, in the order they take them: each
-/// batch's up-front blobs, then the chunks its files stream.
-fn pack_sequences<'b>(batches: &'b [Batch<'_>], packs: usize) -> Vec<Vec<&'b Loc>> {
-    let mut seqs = vec![Vec::new(); packs];
-    for batch in batches {
-        for loc in up_front(batch) {
-            seqs[loc.pack].push(loc);
-        }
-        for file in &batch.files {
-            for loc in streamed(file) {
-                seqs[loc.pack].push(loc);
-            }
-        }
-    }
-    seqs
+/// What the batches take from the pack streams, worked out once before the pull.
+struct Streams<'b> {
+    /// For each pack, the blobs the batches take from it, in the order they take them:
+    /// each batch's up-front blobs, then the chunks its files stream.
+    seqs: Vec<Vec<&'b Loc>>,
+    /// For each batch, its up-front blobs in the order the streams send them.
+    up_front: Vec<Vec<&'b Loc>>,
+    /// For each batch, the packs it is the first to need (their producers start then).
+    starts: Vec<Vec<usize>>,
 }
 
-/// Take the up-front blobs of `batch` from the pipes.
-fn take_batch(pipes: &[Pipe], batch: &Batch<'_>) -> Result<Fetched, PullError> {
-    up_front(batch)
-        .into_iter()
-        .map(|loc| {
+fn plan_streams<'b>(batches: &'b [Batch<'_>], packs: usize) -> Streams<'b> {
+    let mut streams = Streams {
+        seqs: vec![Vec::new(); packs],
+        up_front: Vec::with_capacity(batches.len()),
+        starts: Vec::with_capacity(batches.len()),
+    };
+    for batch in batches {
+        let first = up_front(batch);
+        let mut starts = Vec::new();
+        let streamed = batch.files.iter().flat_map(|f| streamed(f));
+        for loc in first.iter().copied().chain(streamed) {
+            let seq = &mut streams.seqs[loc.pack];
+            if seq.is_empty() {
+                starts.push(loc.pack);
+            }
+            seq.push(loc);
+        }
+        streams.up_front.push(first);
+        streams.starts.push(starts);
+    }
+    streams
+}
+
+/// Take the up-front blobs of a batch, `locs`, from the pipes.
+fn take_batch(pipes: &[Pipe], locs: &[&Loc]) -> Result<Fetched, PullError> {
+    locs.iter()
+        .map(|&loc| {
             let bytes = pipes[loc.pack].recv(loc)?;
             Ok(((loc.entry.kind, loc.entry.id), (*loc, bytes)))
         })
@@ -278,11 +294,10 @@ pub(super) fn pull_commit(
         packs,
         fetched: &extra,
     };
-    let seqs = pack_sequences(&batches, packs.len());
-    let pipes: Vec<Pipe> = seqs.iter().map(|_| Pipe::new()).collect();
+    let streams = plan_streams(&batches, packs.len());
+    let pipes: Vec<Pipe> = streams.seqs.iter().map(|_| Pipe::new()).collect();
     let fetcher = ctx.fetcher;
     let mut written = 0u64;
-    let mut started = vec![false; packs.len()];
     std::thread::scope(|scope| -> Result<(), PullError> {
         // On any exit, waiting producers give up (the scope then joins them).
         let _close = CloseOnDrop(&pipes);
@@ -292,7 +307,7 @@ pub(super) fn pull_commit(
         let mut uncommitted = 0u64;
         // Files of the open transaction: not readable from the store until committed.
         let mut staged: HashSet<FileId> = HashSet::new();
-        for batch in &batches {
+        for (b, batch) in batches.iter().enumerate() {
             let reads_staged = batch
                 .files
                 .iter()
@@ -304,18 +319,11 @@ pub(super) fn pull_commit(
             }
             // A pack's producer starts when a batch first needs it, so packs needed later
             // hold no buffered bytes meanwhile.
-            for loc in batch
-                .files
-                .iter()
-                .flat_map(|f| streamed(f))
-                .chain(up_front(batch))
-            {
-                if !std::mem::replace(&mut started[loc.pack], true) {
-                    let (pack, seq, pipe) = (loc.pack, &seqs[loc.pack], &pipes[loc.pack]);
-                    scope.spawn(move || produce(fetcher, packs, pack, seq, pipe));
-                }
+            for &pack in &streams.starts[b] {
+                let (seq, pipe) = (&streams.seqs[pack], &pipes[pack]);
+                scope.spawn(move || produce(fetcher, packs, pack, seq, pipe));
             }
-            let stored = take_batch(&pipes, batch).and_then(|fetched| {
+            let stored = take_batch(&pipes, &streams.up_front[b]).and_then(|fetched| {
                 if let [file] = batch.files.as_slice() {
                     let mut take = streamed_take(&pipes, file);
                     store_file(repo, &txn, &remote, file, &fetched, Some(&mut take))
