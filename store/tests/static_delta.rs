@@ -4,6 +4,7 @@
 //! an error, never a panic, with nothing entering the store.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::any;
@@ -368,10 +369,12 @@ fn small() -> (Pair, Vec<u8>) {
 }
 
 /// The records of a delta, split by the documented layout: the 69-byte header, then
-/// each record's bytes (the end record last).
-fn records(delta: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
-    let head = delta[..69].to_vec();
-    let mut at = 69;
+/// each record's bytes (the end record last), decoded from the one zstd frame after the
+/// header.
+fn records(file: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let head = file[..69].to_vec();
+    let delta = &zstd::stream::decode_all(&file[69..]).unwrap()[..];
+    let mut at = 0;
     let mut out = Vec::new();
     let u32_at = |at: usize| u32::from_le_bytes(delta[at..at + 4].try_into().unwrap()) as usize;
     let u64_at = |at: usize| u64::from_le_bytes(delta[at..at + 8].try_into().unwrap()) as usize;
@@ -399,12 +402,18 @@ fn records(delta: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
     (head, out)
 }
 
+/// A delta file of `head` and the records `recs`, in one zstd frame as the writer makes it.
 fn join(head: &[u8], recs: &[Vec<u8>]) -> Vec<u8> {
     let mut v = head.to_vec();
-    for r in recs {
-        v.extend_from_slice(r);
-    }
+    v.extend_from_slice(&records_frame(&recs.concat()));
     v
+}
+
+fn records_frame(records: &[u8]) -> Vec<u8> {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    enc.include_checksum(true).unwrap();
+    enc.write_all(records).unwrap();
+    enc.finish().unwrap()
 }
 
 fn end(nmeta: u64, nfiles: u64) -> Vec<u8> {
@@ -431,7 +440,7 @@ fn assert_untouched(p: &Pair) {
 fn the_layout_is_as_documented() {
     let (p, delta) = small();
     assert_eq!(&delta[..4], b"UDLT");
-    assert_eq!(delta[4], 1);
+    assert_eq!(delta[4], 2);
     assert_eq!(&delta[5..37], p.v1.0.as_bytes());
     assert_eq!(&delta[37..69], p.v2.0.as_bytes());
     let (_, recs) = records(&delta);
@@ -445,6 +454,31 @@ fn the_layout_is_as_documented() {
     let nmeta = first_file as u64;
     let nfiles = (kinds.len() - 1 - first_file) as u64;
     assert_eq!(recs.last().unwrap(), &end(nmeta, nfiles));
+}
+
+#[test]
+fn a_version_1_delta_with_plain_records_still_applies() {
+    let (p, delta) = small();
+    let (mut head, recs) = records(&delta);
+    head[4] = 1;
+    let v1 = [head, recs.concat()].concat();
+    let stats = try_apply(&p.device, &v1, &p.v1, &p.v2).unwrap();
+    assert_eq!(stats.size, v1.len() as u64);
+    assert_eq!(stats.id, ObjectId::of(&v1));
+    assert_eq!(stats.patched_files, 1);
+}
+
+#[test]
+fn a_records_frame_with_a_window_over_2_mib_is_refused() {
+    let (p, delta) = small();
+    let (head, recs) = records(&delta);
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    enc.window_log(23).unwrap();
+    enc.write_all(&recs.concat()).unwrap();
+    let bad = [head, enc.finish().unwrap()].concat();
+    let err = err_of(&p, &bad);
+    assert!(err.contains("static delta records"), "{err}");
+    assert_untouched(&p);
 }
 
 #[test]
@@ -491,9 +525,9 @@ fn header_errors_are_named() {
     bad[0] = b'X';
     assert!(err_of(&p, &bad).contains("not a static delta"));
     let mut bad = delta.clone();
-    bad[4] = 2;
+    bad[4] = 3;
     let err = try_apply(&p.device, &bad, &p.v1, &p.v2).unwrap_err();
-    assert!(matches!(err, Error::NewerFormat { found: 2, .. }), "{err}");
+    assert!(matches!(err, Error::NewerFormat { found: 3, .. }), "{err}");
     bad[4] = 0;
     assert!(err_of(&p, &bad).contains("version 0"));
 
@@ -523,10 +557,24 @@ fn records_out_of_place_are_refused() {
     let nmeta = first_file as u64;
     let nfiles = (n - 1 - first_file) as u64;
 
-    // Trailing bytes.
+    // Trailing bytes, after the end record and after the frame.
+    let mut r = recs.clone();
+    r.push(vec![0]);
+    assert!(err_of(&p, &join(&head, &r)).contains("bytes after the end record"));
     let mut bad = delta.clone();
     bad.push(0);
-    assert!(err_of(&p, &bad).contains("bytes after the end record"));
+    let err = err_of(&p, &bad);
+    assert!(
+        err.contains("bytes follow the end of the zstd frame"),
+        "{err}"
+    );
+    let mut bad = delta.clone();
+    bad.extend_from_slice(&records_frame(&[0]));
+    let err = err_of(&p, &bad);
+    assert!(
+        err.contains("bytes follow the end of the zstd frame"),
+        "{err}"
+    );
 
     // Wrong counts.
     let mut r = recs.clone();

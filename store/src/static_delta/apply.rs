@@ -3,8 +3,10 @@
 use std::collections::HashSet;
 use std::io::{self, Read};
 
-use super::frame::FrameReader;
-use super::{max_frame_len, record, DELTA_TAG, DELTA_VERSION, MAX_DELTA_FILE_SIZE};
+use super::frame::{read_err, FrameReader, RecordsReader};
+use super::{
+    max_frame_len, record, DELTA_TAG, DELTA_VERSION, DELTA_VERSION_PLAIN, MAX_DELTA_FILE_SIZE,
+};
 use crate::delta::MAX_DELTA_WINDOW;
 use crate::error::{Error, Result};
 use crate::id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId, ID_LEN};
@@ -43,10 +45,26 @@ impl Default for ApplyStats {
     }
 }
 
-/// The delta's bytes, hashed and counted as they are read.
-struct Input<'a> {
+/// The delta file's bytes, hashed and counted as they are read.
+struct Hashed<'a> {
     r: &'a mut dyn Read,
     hasher: blake3::Hasher,
+    pos: u64,
+}
+
+impl Read for Hashed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.r.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The bytes of the header and the records (decoded from their zstd frame in version 2),
+/// counted for error messages.
+struct Input<'a> {
+    r: &'a mut dyn Read,
     pos: u64,
 }
 
@@ -57,7 +75,6 @@ fn malformed(reason: impl Into<String>) -> Error {
 impl Read for Input<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.r.read(buf)?;
-        self.hasher.update(&buf[..n]);
         self.pos += n as u64;
         Ok(n)
     }
@@ -76,12 +93,7 @@ impl Input<'_> {
                 }
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(Error::Stream {
-                        what: "reading a static delta",
-                        source,
-                    })
-                }
+                Err(source) => return Err(read_err(source)),
             }
         }
         Ok(())
@@ -125,10 +137,7 @@ impl Input<'_> {
         (&mut *self)
             .take(len)
             .read_to_end(&mut v)
-            .map_err(|source| Error::Stream {
-                what: "reading a static delta",
-                source,
-            })?;
+            .map_err(read_err)?;
         if v.len() as u64 != len {
             return Err(malformed(format!(
                 "truncated: the file ends at byte {} in {what} ({} of {len} bytes)",
@@ -173,11 +182,43 @@ pub fn apply_static_delta(
     from: &CommitId,
     to: &CommitId,
 ) -> Result<ApplyStats> {
-    let mut input = Input {
+    let mut raw = Hashed {
         r: input,
         hasher: blake3::Hasher::new(),
         pos: 0,
     };
+    let version = read_header(&mut raw, txn, from, to)?;
+    let mut stats = ApplyStats::default();
+    let seen = if version == DELTA_VERSION {
+        let mut records = RecordsReader::new(&mut raw)?;
+        read_records(
+            txn,
+            &mut Input {
+                r: &mut records,
+                pos: 0,
+            },
+            from,
+            to,
+            &mut stats,
+        )?
+    } else {
+        let pos = raw.pos;
+        read_records(txn, &mut Input { r: &mut raw, pos }, from, to, &mut stats)?
+    };
+    check_complete(txn, from, to, &seen)?;
+    stats.size = raw.pos;
+    stats.id = ObjectId::from(raw.hasher.finalize());
+    Ok(stats)
+}
+
+/// Read and check the header; returns the format version.
+fn read_header(
+    raw: &mut Hashed<'_>,
+    txn: &Transaction<'_>,
+    from: &CommitId,
+    to: &CommitId,
+) -> Result<u8> {
+    let mut input = Input { r: raw, pos: 0 };
     let mut tag = [0u8; 4];
     input.exact(&mut tag, "the tag")?;
     if &tag != DELTA_TAG {
@@ -186,8 +227,9 @@ pub fn apply_static_delta(
             tag
         )));
     }
-    match input.u8("the version")? {
-        DELTA_VERSION => {}
+    let version = input.u8("the version")?;
+    match version {
+        DELTA_VERSION | DELTA_VERSION_PLAIN => {}
         0 => return Err(malformed("format version 0")),
         v => {
             return Err(Error::NewerFormat {
@@ -211,8 +253,18 @@ pub fn apply_static_delta(
             format!("this repository does not have commit {from}, which the delta starts from"),
         ));
     }
+    Ok(version)
+}
 
-    let mut stats = ApplyStats::default();
+/// Read the records up to and including the end record, staging every object, and check
+/// that nothing follows.
+fn read_records(
+    txn: &Transaction<'_>,
+    input: &mut Input<'_>,
+    from: &CommitId,
+    to: &CommitId,
+    stats: &mut ApplyStats,
+) -> Result<Seen> {
     let mut seen = Seen::default();
     let mut files_started = false;
     loop {
@@ -291,7 +343,7 @@ pub fn apply_static_delta(
                     )));
                 }
                 files_started = true;
-                apply_file(txn, &mut input, from, &mut seen, &mut stats)?;
+                apply_file(txn, input, from, &mut seen, stats)?;
             }
             record::END => {
                 if stats.metadata_objects == 0 {
@@ -316,12 +368,7 @@ pub fn apply_static_delta(
                             )))
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(source) => {
-                            return Err(Error::Stream {
-                                what: "reading a static delta",
-                                source,
-                            })
-                        }
+                        Err(source) => return Err(read_err(source)),
                     }
                 }
                 break;
@@ -333,10 +380,7 @@ pub fn apply_static_delta(
             }
         }
     }
-    check_complete(txn, from, to, &seen)?;
-    stats.size = input.pos;
-    stats.id = ObjectId::from(input.hasher.finalize());
-    Ok(stats)
+    Ok(seen)
 }
 
 /// Read one file record and stage the file.

@@ -1,10 +1,12 @@
 //! Decoding one file's zstd frame as a stream, so a file of any size goes from the delta
-//! into the store through [`crate::Transaction::write_file`] without being held in memory.
+//! into the store through [`crate::Transaction::write_file`] without being held in memory;
+//! and decoding the frame around all the records.
 
 use std::io::{self, Read};
 
 use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer};
 
+use super::RECORDS_WINDOW_LOG;
 use crate::delta::{DecompressProblem, MAX_DELTA_WINDOW_LOG};
 use crate::error::{Error, Result};
 
@@ -111,12 +113,7 @@ impl<'a> FrameReader<'a> {
                     .inbuf
                     .len()
                     .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-                let n = read_retrying(self.input, &mut self.inbuf[..want]).map_err(|source| {
-                    Error::Stream {
-                        what: "reading a static delta",
-                        source,
-                    }
-                })?;
+                let n = read_retrying(self.input, &mut self.inbuf[..want]).map_err(read_err)?;
                 if n == 0 {
                     return Err(Error::decode(
                         "static delta",
@@ -189,5 +186,143 @@ fn read_retrying(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other,
         }
+    }
+}
+
+/// Reads the records of a version-2 delta out of the one zstd frame that holds them: the
+/// rest of the file after the header. Decoding refuses a window over
+/// [`RECORDS_WINDOW_LOG`], a frame cut short, a wrong content checksum, and any byte after
+/// the frame; it returns end of input only once the frame ended exactly at the end of the
+/// file. How much it decodes is bounded by the record parser, which checks every record.
+pub(super) struct RecordsReader<'a> {
+    dctx: DCtx<'static>,
+    input: &'a mut dyn Read,
+    inbuf: Vec<u8>,
+    in_pos: usize,
+    in_len: usize,
+    produced: u64,
+    frame_done: bool,
+}
+
+fn records_problem(p: DecompressProblem) -> Error {
+    Error::Decompress {
+        what: "static delta records",
+        problem: p,
+    }
+}
+
+impl<'a> RecordsReader<'a> {
+    pub(super) fn new(input: &'a mut dyn Read) -> Result<Self> {
+        let mut dctx = DCtx::create();
+        dctx.set_parameter(DParameter::WindowLogMax(RECORDS_WINDOW_LOG))
+            .map_err(|code| {
+                records_problem(DecompressProblem::Zstd(zstd_safe::get_error_name(code)))
+            })?;
+        Ok(RecordsReader {
+            dctx,
+            input,
+            inbuf: vec![0; IN_BUF],
+            in_pos: 0,
+            in_len: 0,
+            produced: 0,
+            frame_done: false,
+        })
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.frame_done {
+                let mut one = [0u8; 1];
+                let more = self.in_pos < self.in_len
+                    || read_retrying(self.input, &mut one).map_err(read_err)? > 0;
+                if more {
+                    return Err(records_problem(DecompressProblem::TrailingData));
+                }
+                return Ok(0);
+            }
+            let mut ob = OutBuffer::around(&mut *buf);
+            let mut ib = InBuffer::around(&self.inbuf[self.in_pos..self.in_len]);
+            let hint = self
+                .dctx
+                .decompress_stream(&mut ob, &mut ib)
+                .map_err(|code| {
+                    records_problem(DecompressProblem::Zstd(zstd_safe::get_error_name(code)))
+                })?;
+            let consumed = ib.pos();
+            let n = ob.pos();
+            self.in_pos += consumed;
+            self.produced += n as u64;
+            if hint == 0 {
+                self.frame_done = true;
+            }
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.frame_done {
+                continue;
+            }
+            if self.in_pos < self.in_len {
+                if consumed == 0 {
+                    return Err(records_problem(DecompressProblem::Zstd("no progress")));
+                }
+                continue;
+            }
+            let n = read_retrying(self.input, &mut self.inbuf).map_err(read_err)?;
+            if n == 0 {
+                return Err(Error::decode(
+                    "static delta",
+                    format!(
+                        "truncated: the file ends inside the zstd frame of its records (after {} bytes of records)",
+                        self.produced
+                    ),
+                ));
+            }
+            self.in_pos = 0;
+            self.in_len = n;
+        }
+    }
+}
+
+impl Read for RecordsReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fill(buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, RecordsError(e)))
+    }
+}
+
+/// The precise error of a [`RecordsReader`], carried inside an `io::Error` so the record
+/// parser can hand it on unchanged (see [`read_err`]).
+#[derive(Debug)]
+pub(super) struct RecordsError(pub(super) Error);
+
+impl std::fmt::Display for RecordsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for RecordsError {}
+
+/// An error reading the delta: the [`Error`] a [`RecordsReader`] failed with when `source`
+/// carries one, else the I/O error.
+pub(super) fn read_err(source: io::Error) -> Error {
+    if source
+        .get_ref()
+        .is_some_and(|inner| inner.is::<RecordsError>())
+    {
+        if let Some(Ok(r)) = source
+            .into_inner()
+            .map(|inner| inner.downcast::<RecordsError>())
+        {
+            return r.0;
+        }
+        unreachable!("checked to be a RecordsError above");
+    }
+    Error::Stream {
+        what: "reading a static delta",
+        source,
     }
 }

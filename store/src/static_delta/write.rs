@@ -6,7 +6,10 @@ use std::io::{self, Read, Write};
 use rayon::prelude::*;
 
 use super::base::BaseIndex;
-use super::{max_frame_len, record, HashingWriter, DELTA_TAG, DELTA_VERSION, MAX_DELTA_FILE_SIZE};
+use super::{
+    max_frame_len, record, HashingWriter, DELTA_TAG, DELTA_VERSION, MAX_DELTA_FILE_SIZE,
+    RECORDS_LEVEL, RECORDS_WINDOW_LOG,
+};
 use crate::delta::{encode_delta, MAX_DELTA_WINDOW};
 use crate::error::{Error, Result};
 use crate::id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId};
@@ -159,9 +162,9 @@ fn put_bytes(w: &mut dyn Write, bytes: &[u8]) -> Result<()> {
 }
 
 /// Write the static delta `from → to` of `repo` to `out` (`docs/transport.md`, section 5):
-/// the header, every metadata object reachable from `to` and not from `from` (parents
-/// before children, starting with the commit `to`), every file object reachable from `to`
-/// and not from `from` (in path order, each once) and the end record.
+/// the header, then in one zstd frame every metadata object reachable from `to` and not
+/// from `from` (parents before children, starting with the commit `to`), every file object
+/// reachable from `to` and not from `from` (in path order, each once) and the end record.
 ///
 /// Each new regular file is compressed against a base from `from` when one is found (the
 /// same path; else the same path up to digit runs, as when a version number in a directory
@@ -190,7 +193,12 @@ pub fn write_static_delta(
     put(&mut w, from.0.as_bytes())?;
     put(&mut w, to.0.as_bytes())?;
 
-    let new_files = write_metadata(repo, &old, to, &mut w, &mut stats)?;
+    // Every record goes through one zstd frame (`docs/transport.md` 5.2).
+    let mut records =
+        zstd::stream::write::Encoder::new(&mut w, RECORDS_LEVEL).map_err(write_err)?;
+    records.window_log(RECORDS_WINDOW_LOG).map_err(write_err)?;
+    records.include_checksum(true).map_err(write_err)?;
+    let new_files = write_metadata(repo, &old, to, &mut records, &mut stats)?;
 
     let mut next = 0;
     while next < new_files.len() {
@@ -216,13 +224,14 @@ pub fn write_static_delta(
             .map(|job| encode_job(repo, &old.bases, job, opts.level))
             .collect();
         for e in encoded {
-            write_file_record(repo, &mut w, e?, opts.level, &mut stats)?;
+            write_file_record(repo, &mut records, e?, opts.level, &mut stats)?;
         }
     }
 
-    put(&mut w, &[record::END])?;
-    put(&mut w, &stats.metadata_objects.to_le_bytes())?;
-    put(&mut w, &stats.files.to_le_bytes())?;
+    put(&mut records, &[record::END])?;
+    put(&mut records, &stats.metadata_objects.to_le_bytes())?;
+    put(&mut records, &stats.files.to_le_bytes())?;
+    records.finish().map_err(write_err)?;
     w.flush().map_err(write_err)?;
     (stats.size, stats.id) = w.finish();
     Ok(stats)
