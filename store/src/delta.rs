@@ -159,6 +159,46 @@ pub fn encode_delta(
     out: &mut dyn Write,
     level: i32,
 ) -> Result<u64> {
+    encode_delta_with(old, new, new_len, out, &DeltaParams::level(level))
+}
+
+/// zstd parameters of [`encode_delta_with`]: a level, and optional overrides of what the
+/// level would choose. Whatever they are, the frame is one a reader accepts (window and
+/// flags are fixed by [`encode_delta_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaParams {
+    /// zstd level.
+    pub level: i32,
+    /// zstd `searchLog` (match candidates tried per position, as a log), if set.
+    pub search_log: Option<u32>,
+    /// zstd `hashLog` and `chainLog` (match-finder table sizes, as logs), if set. zstd
+    /// still shrinks them for small inputs.
+    pub table_log: Option<u32>,
+    /// Shortest match long-distance matching looks for, if set.
+    pub ldm_min_match: Option<u32>,
+}
+
+impl DeltaParams {
+    /// Only a level: what the level chooses.
+    pub const fn level(level: i32) -> Self {
+        DeltaParams {
+            level,
+            search_log: None,
+            table_log: None,
+            ldm_min_match: None,
+        }
+    }
+}
+
+/// [`encode_delta`] with tuned zstd parameters.
+pub fn encode_delta_with(
+    old: &[u8],
+    new: &mut dyn Read,
+    new_len: u64,
+    out: &mut dyn Write,
+    params: &DeltaParams,
+) -> Result<u64> {
+    let level = params.level;
     let old_len = old.len() as u64;
     if old_len > MAX_DELTA_WINDOW {
         return Err(Error::DeltaTooLarge {
@@ -174,6 +214,15 @@ pub fn encode_delta(
         CParameter::ChecksumFlag(true),
         CParameter::ContentSizeFlag(true),
     ] {
+        cctx.set_parameter(p).map_err(encode_err)?;
+    }
+    let overrides = [
+        params.search_log.map(CParameter::SearchLog),
+        params.table_log.map(CParameter::HashLog),
+        params.table_log.map(CParameter::ChainLog),
+        params.ldm_min_match.map(CParameter::LdmMinMatch),
+    ];
+    for p in overrides.into_iter().flatten() {
         cctx.set_parameter(p).map_err(encode_err)?;
     }
     cctx.set_pledged_src_size(Some(new_len))

@@ -274,6 +274,25 @@ fn a_delta_rebuilds_the_new_commit_exactly_and_patches_renamed_files() {
 }
 
 #[test]
+fn a_delta_made_without_tuning_applies_the_same() {
+    let (v1, v2) = release_trees();
+    let p = pair(&v1, &v2);
+    let opts = StaticDeltaOptions {
+        tuned: false,
+        ..StaticDeltaOptions::default()
+    };
+    let mut plain = Vec::new();
+    let stats = write_static_delta(&p.publisher, &p.v1, &p.v2, &mut plain, &opts).unwrap();
+    assert!(stats.patched_files >= 4, "{stats:?}");
+    assert_ne!(plain, make_delta(&p).0, "tuning changes the frames");
+    let txn = p.device.begin().unwrap();
+    let applied = apply_static_delta(&txn, &mut &plain[..], &p.v1, &p.v2).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(applied.files, stats.files);
+    assert_eq!(listing(&p.device, &p.v2), listing(&p.publisher, &p.v2));
+}
+
+#[test]
 fn a_delta_changing_only_the_commit_carries_only_the_commit() {
     let tree = vec![E::F("a", text(1, 1000))];
     let p = pair(&tree, &tree);

@@ -10,7 +10,7 @@ use super::{
     max_frame_len, record, HashingWriter, DELTA_TAG, DELTA_VERSION, MAX_DELTA_FILE_SIZE,
     RECORDS_LEVEL, RECORDS_WINDOW_LOG,
 };
-use crate::delta::{encode_delta, MAX_DELTA_WINDOW};
+use crate::delta::{encode_delta_with, DeltaParams, MAX_DELTA_WINDOW};
 use crate::error::{Error, Result};
 use crate::id::{CommitId, DirMetaId, DirTreeId, FileId, ObjectId};
 use crate::object::{Commit, DirTree, FileHasher, FileHeader, ObjectKind};
@@ -27,14 +27,31 @@ const MAX_BATCH_FILES: usize = 4096;
 /// frame; above that, both are made and the smaller is kept.
 const GOOD_PATCH_RATIO: u64 = 8;
 
+/// zstd level of the cheap first pass over each file when [`StaticDeltaOptions::tuned`].
+const PROBE_LEVEL: i32 = 3;
+/// A first-pass patch frame at most 1/100 of the content is kept as it is: the file
+/// barely changed, and a slow pass would save a few bytes at most.
+const NEAR_RATIO: u64 = 100;
+
 /// How [`write_static_delta`] compresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StaticDeltaOptions {
-    /// zstd level of every frame (default 19).
+    /// zstd level of the frames (default 19).
     pub level: i32,
     /// Uncompressed bytes of new files compressed in one parallel batch; their frames are
     /// held in memory until the batch is written (default 256 MiB).
     pub batch_bytes: u64,
+    /// Spend the compression time where it pays (default true): each file is first
+    /// compressed at zstd level 3; that frame is kept when it is at most 1/100 of the
+    /// content (a patch against a barely changed file) or when the content does not
+    /// compress (at least 9/10 of it), and it decides between patch and plain, so only
+    /// one frame is made at `level`. At levels 16 and above (zstd's optimal parsers),
+    /// that frame uses a shallow search (`searchLog` 1), match-finder tables of at most
+    /// 2^16 entries and long-distance matches from 16 bytes: about a quarter of the time
+    /// of the plain level for a few percent more bytes. The smaller of the two frames is
+    /// written. False: every frame at `level` as zstd chooses, a plain frame made too
+    /// when the patch is over 1/8 of the content.
+    pub tuned: bool,
 }
 
 impl Default for StaticDeltaOptions {
@@ -42,6 +59,23 @@ impl Default for StaticDeltaOptions {
         StaticDeltaOptions {
             level: 19,
             batch_bytes: 256 * 1024 * 1024,
+            tuned: true,
+        }
+    }
+}
+
+impl StaticDeltaOptions {
+    /// The zstd parameters of the final frame of each file.
+    fn params(&self) -> DeltaParams {
+        if self.tuned && self.level >= 16 {
+            DeltaParams {
+                level: self.level,
+                search_log: Some(1),
+                table_log: Some(16),
+                ldm_min_match: Some(16),
+            }
+        } else {
+            DeltaParams::level(self.level)
         }
     }
 }
@@ -133,8 +167,13 @@ enum Content {
         base: Option<FileId>,
         frame: Vec<u8>,
     },
-    /// A large file: the frame is made again, of this length, while it is written.
-    Deferred { base: Option<FileId>, len: u64 },
+    /// A large file: the frame is made again, with these parameters and of this length,
+    /// while it is written.
+    Deferred {
+        base: Option<FileId>,
+        params: DeltaParams,
+        len: u64,
+    },
 }
 
 struct Encoded {
@@ -221,10 +260,10 @@ pub fn write_static_delta(
         }
         let encoded: Vec<Result<Encoded>> = batch
             .par_iter()
-            .map(|job| encode_job(repo, &old.bases, job, opts.level))
+            .map(|job| encode_job(repo, &old.bases, job, opts))
             .collect();
         for e in encoded {
-            write_file_record(repo, &mut records, e?, opts.level, &mut stats)?;
+            write_file_record(repo, &mut records, e?, &mut stats)?;
         }
     }
 
@@ -357,12 +396,6 @@ fn choose_base(repo: &Repo, bases: &BaseIndex, path: &str) -> Result<Option<(Fil
     Ok(None)
 }
 
-fn frame_in_memory(base: &[u8], new: &[u8], level: i32) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    encode_delta(base, &mut &new[..], new.len() as u64, &mut out, level)?;
-    Ok(out)
-}
-
 fn open_content(repo: &Repo, id: &FileId) -> Result<Box<dyn Read + Send>> {
     match repo.read_file(id)?.1 {
         FileContent::Regular(r) => Ok(r),
@@ -374,8 +407,37 @@ fn open_content(repo: &Repo, id: &FileId) -> Result<Box<dyn Read + Send>> {
     }
 }
 
+/// One frame made by [`encode_job`]: in memory, or only counted (a large file).
+struct Made {
+    base: Option<FileId>,
+    params: DeltaParams,
+    frame: Option<Vec<u8>>,
+    len: u64,
+}
+
+impl Made {
+    fn into_content(self) -> Content {
+        match self.frame {
+            Some(frame) => Content::Frame {
+                base: self.base,
+                frame,
+            },
+            None => Content::Deferred {
+                base: self.base,
+                params: self.params,
+                len: self.len,
+            },
+        }
+    }
+}
+
 /// Compress one new file (on a rayon worker).
-fn encode_job(repo: &Repo, bases: &BaseIndex, job: &Job, level: i32) -> Result<Encoded> {
+fn encode_job(
+    repo: &Repo,
+    bases: &BaseIndex,
+    job: &Job,
+    opts: &StaticDeltaOptions,
+) -> Result<Encoded> {
     let size = job.header.size;
     let done = |content| {
         Ok(Encoded {
@@ -396,65 +458,94 @@ fn encode_job(repo: &Repo, bases: &BaseIndex, job: &Job, level: i32) -> Result<E
         ));
     }
     let base = choose_base(repo, bases, &job.path)?;
-    if size <= IN_MEMORY_MAX {
-        let (_, new) = read_verified(repo, &job.id)?;
+    // Small files are compressed in memory; a large one is only counted now and
+    // compressed again into the output, so memory stays bounded.
+    let new = if size <= IN_MEMORY_MAX {
+        Some(read_verified(repo, &job.id)?.1)
+    } else {
+        None
+    };
+    let make = |with_base: bool, params: DeltaParams| -> Result<Made> {
+        let (bid, b): (Option<FileId>, &[u8]) = match (&base, with_base) {
+            (Some((bid, b)), true) => (Some(*bid), b),
+            _ => (None, &[]),
+        };
+        match &new {
+            Some(new) => {
+                let mut frame = Vec::new();
+                let len = encode_delta_with(b, &mut &new[..], size, &mut frame, &params)?;
+                Ok(Made {
+                    base: bid,
+                    params,
+                    frame: Some(frame),
+                    len,
+                })
+            }
+            None => {
+                let len = encode_delta_with(
+                    b,
+                    &mut open_content(repo, &job.id)?,
+                    size,
+                    &mut io::sink(),
+                    &params,
+                )?;
+                Ok(Made {
+                    base: bid,
+                    params,
+                    frame: None,
+                    len,
+                })
+            }
+        }
+    };
+    let good = |m: &Made| m.len.saturating_mul(GOOD_PATCH_RATIO) <= size;
+    let params = opts.params();
+    if !opts.tuned {
         let patch = match &base {
-            Some((bid, b)) => Some((*bid, frame_in_memory(b, &new, level)?)),
+            Some(_) => Some(make(true, params)?),
             None => None,
         };
-        let good = |p: &Vec<u8>| (p.len() as u64).saturating_mul(GOOD_PATCH_RATIO) <= size;
         return done(match patch {
-            Some((bid, p)) if good(&p) => Content::Frame {
-                base: Some(bid),
-                frame: p,
-            },
+            Some(p) if good(&p) => p.into_content(),
             patch => {
-                let plain = frame_in_memory(&[], &new, level)?;
+                let plain = make(false, params)?;
                 match patch {
-                    Some((bid, p)) if p.len() < plain.len() => Content::Frame {
-                        base: Some(bid),
-                        frame: p,
-                    },
-                    _ => Content::Frame {
-                        base: None,
-                        frame: plain,
-                    },
+                    Some(p) if p.len < plain.len => p.into_content(),
+                    _ => plain.into_content(),
                 }
             }
         });
     }
-    // A large file: learn the lengths now, make the chosen frame again when writing.
-    let count = |b: &[u8]| -> Result<u64> {
-        encode_delta(
-            b,
-            &mut open_content(repo, &job.id)?,
-            size,
-            &mut io::sink(),
-            level,
-        )
-    };
-    let patch = match &base {
-        Some((bid, b)) => Some((*bid, count(b)?)),
-        None => None,
-    };
-    done(match patch {
-        Some((bid, len)) if len.saturating_mul(GOOD_PATCH_RATIO) <= size => Content::Deferred {
-            base: Some(bid),
-            len,
-        },
-        patch => {
-            let plain = count(&[])?;
-            match patch {
-                Some((bid, len)) if len < plain => Content::Deferred {
-                    base: Some(bid),
-                    len,
-                },
-                _ => Content::Deferred {
-                    base: None,
-                    len: plain,
-                },
+    // A cheap first pass decides what the slow one is spent on.
+    let probe_params = DeltaParams::level(PROBE_LEVEL);
+    let probe = match &base {
+        Some(_) => {
+            let patch = make(true, probe_params)?;
+            if patch.len.saturating_mul(NEAR_RATIO) <= size {
+                return done(patch.into_content());
+            }
+            if good(&patch) {
+                patch
+            } else {
+                let plain = make(false, probe_params)?;
+                if patch.len < plain.len {
+                    patch
+                } else {
+                    plain
+                }
             }
         }
+        None => make(false, probe_params)?,
+    };
+    if probe.len.saturating_mul(10) >= size.saturating_mul(9) {
+        // Incompressible (already compressed content): more effort gains nothing.
+        return done(probe.into_content());
+    }
+    let last = make(probe.base.is_some(), params)?;
+    done(if last.len <= probe.len {
+        last.into_content()
+    } else {
+        probe.into_content()
     })
 }
 
@@ -462,7 +553,6 @@ fn write_file_record(
     repo: &Repo,
     w: &mut dyn Write,
     e: Encoded,
-    level: i32,
     stats: &mut StaticDeltaStats,
 ) -> Result<()> {
     put(w, &[record::FILE])?;
@@ -477,7 +567,7 @@ fn write_file_record(
             return Ok(());
         }
         Content::Frame { base, frame } => (*base, frame.len() as u64),
-        Content::Deferred { base, len } => (*base, *len),
+        Content::Deferred { base, len, .. } => (*base, *len),
     };
     if len > max_frame_len(size) {
         return Err(Error::invalid(
@@ -499,18 +589,18 @@ fn write_file_record(
     put(w, &len.to_le_bytes())?;
     match e.content {
         Content::Frame { frame, .. } => put(w, &frame)?,
-        Content::Deferred { .. } => {
+        Content::Deferred { params, .. } => {
             let base_bytes = match base {
                 Some(b) => read_verified(repo, &b)?.1,
                 None => Vec::new(),
             };
             let mut counted = CountingWriter { inner: w, len: 0 };
-            encode_delta(
+            encode_delta_with(
                 &base_bytes,
                 &mut open_content(repo, &e.id)?,
                 size,
                 &mut counted,
-                level,
+                &params,
             )?;
             if counted.len != len {
                 return Err(Error::invalid(
