@@ -12,6 +12,7 @@
 //! Static deltas (`DIR/deltas/<delta-id>.delta`, [`crate::static_delta`]) are written for
 //! the hops of [`DeltaPlan`] (by default each ref's parent → its head) before the summary
 //! lists them; a delta the previous summary already lists for the same hop is reused.
+//! They are written in a thread of their own while the packs are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -195,6 +196,7 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
         })?,
     };
     let refs = repo.list_refs()?;
+    let hops = delta_hops(repo, refs.iter().map(|(_, commit)| *commit), &opts.deltas)?;
 
     let packs_path = out.join("packs");
     let packs_fd = durable::mkdir_all_at(root.as_fd(), Path::new("packs"), &packs_path)?;
@@ -212,88 +214,111 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
     let mut packs_written = Vec::new();
     let mut blobs_written = 0;
     let mut used: BTreeMap<ObjectId, ()> = BTreeMap::new();
-    for (name, commit) in refs {
-        let chunk_index = match reusable_chunk_index(root.as_fd(), &out, &commit, &blobs) {
-            // Published before and every blob still packed: nothing to read or pack.
-            Some(ci) => ci,
-            None => {
-                let outcome = {
-                    let known = &blobs;
-                    pack_commit_with(
-                        repo,
-                        &commit,
-                        &out,
-                        &|kind, id| known.contains_key(&(kind, *id)),
-                        opts.pack,
-                    )?
-                };
-                for p in &outcome.packs {
-                    let name = p.index_file_name();
-                    let bytes = read_file_at(packs_fd.as_fd(), &name, &packs_path.join(&name))?;
-                    let index = PackIndex::decode(&bytes)?;
-                    add_pack(
-                        &mut packs,
-                        &mut blobs,
-                        &index,
-                        ObjectId::of(&bytes),
-                        bytes.len() as u64,
-                        false,
-                    );
+    // Packs each ref's new objects, writes its signature set, and records its entry.
+    let pack_refs = || -> Result<()> {
+        for (name, commit) in refs {
+            let chunk_index = match reusable_chunk_index(root.as_fd(), &out, &commit, &blobs) {
+                // Published before and every blob still packed: nothing to read or pack.
+                Some(ci) => ci,
+                None => {
+                    let outcome = {
+                        let known = &blobs;
+                        pack_commit_with(
+                            repo,
+                            &commit,
+                            &out,
+                            &|kind, id| known.contains_key(&(kind, *id)),
+                            opts.pack,
+                        )?
+                    };
+                    for p in &outcome.packs {
+                        let name = p.index_file_name();
+                        let bytes = read_file_at(packs_fd.as_fd(), &name, &packs_path.join(&name))?;
+                        let index = PackIndex::decode(&bytes)?;
+                        add_pack(
+                            &mut packs,
+                            &mut blobs,
+                            &index,
+                            ObjectId::of(&bytes),
+                            bytes.len() as u64,
+                            false,
+                        );
+                    }
+                    blobs_written += outcome.blobs_written;
+                    packs_written.extend(outcome.packs);
+                    outcome.chunk_index
                 }
-                blobs_written += outcome.blobs_written;
-                packs_written.extend(outcome.packs);
-                outcome.chunk_index
-            }
-        };
+            };
 
-        let cidx = chunk_index.encode();
-        let sigs = repo.read_signatures(&commit)?.encode();
-        let signatures_id = ObjectId::of(&sigs);
-        let sig_name = format!("{signatures_id}.sig");
-        let sig_path = sigs_path.join(&sig_name);
-        match rustix::fs::statat(
-            sigs_fd.as_fd(),
-            sig_name.as_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ) {
-            // Named by its hash: an existing file already holds these bytes.
-            Ok(_) => {}
-            Err(Errno::NOENT) => {
-                durable::write_atomic(sigs_fd.as_fd(), &sig_name, &sigs, 0o644, &sig_path)?
+            let cidx = chunk_index.encode();
+            let sigs = repo.read_signatures(&commit)?.encode();
+            let signatures_id = ObjectId::of(&sigs);
+            let sig_name = format!("{signatures_id}.sig");
+            let sig_path = sigs_path.join(&sig_name);
+            match rustix::fs::statat(
+                sigs_fd.as_fd(),
+                sig_name.as_str(),
+                AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                // Named by its hash: an existing file already holds these bytes.
+                Ok(_) => {}
+                Err(Errno::NOENT) => {
+                    durable::write_atomic(sigs_fd.as_fd(), &sig_name, &sigs, 0o644, &sig_path)?
+                }
+                Err(e) => return Err(e).at_path(&sig_path),
             }
-            Err(e) => return Err(e).at_path(&sig_path),
+
+            let c = repo.read_commit(&commit)?;
+            let download_size = download_size(&chunk_index, &blobs, &mut used)?;
+            entries.push(RefEntry {
+                name,
+                commit,
+                version: c
+                    .metadata
+                    .iter()
+                    .find(|(k, _)| k == "version")
+                    .map(|(_, v)| v.clone())
+                    .filter(|v| !v.is_empty() && v.len() <= crate::summary::MAX_VERSION),
+                timestamp: c.timestamp,
+                download_size,
+                chunk_index_id: ObjectId::of(&cidx),
+                chunk_index_size: cidx.len() as u64,
+                signatures_id,
+                signatures_size: sigs.len() as u64,
+            });
         }
+        Ok(())
+    };
 
-        let c = repo.read_commit(&commit)?;
-        let download_size = download_size(&chunk_index, &blobs, &mut used)?;
-        entries.push(RefEntry {
-            name,
-            commit,
-            version: c
-                .metadata
-                .iter()
-                .find(|(k, _)| k == "version")
-                .map(|(_, v)| v.clone())
-                .filter(|v| !v.is_empty() && v.len() <= crate::summary::MAX_VERSION),
-            timestamp: c.timestamp,
-            download_size,
-            chunk_index_id: ObjectId::of(&cidx),
-            chunk_index_size: cidx.len() as u64,
-            signatures_id,
-            signatures_size: sigs.len() as u64,
-        });
-    }
+    // The static deltas read only the source repository and the commit ids, never the
+    // packs: writing them (rayon, every core) in a thread of their own while this one
+    // packs (mostly one core) overlaps the two instead of running them back to back.
+    // Both sides finish before either result is looked at; a packing error wins.
+    let previous_deltas = previous.as_ref().map_or(&[][..], |p| &p.deltas[..]);
+    let (packed, deltas) = if hops.is_empty() {
+        (pack_refs(), Ok((Vec::new(), Vec::new(), 0)))
+    } else {
+        std::thread::scope(|s| {
+            let deltas = s.spawn(|| {
+                write_deltas(
+                    repo,
+                    root.as_fd(),
+                    &out,
+                    &hops,
+                    previous_deltas,
+                    &opts.delta,
+                )
+            });
+            let packed = pack_refs();
+            let deltas = deltas
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (packed, deltas)
+        })
+    };
+    packed?;
+    let (deltas, deltas_written, deltas_reused) = deltas?;
     entries.sort_by(|a, b| a.name.as_str().as_bytes().cmp(b.name.as_str().as_bytes()));
-
-    let hops = delta_hops(repo, &entries, &opts.deltas)?;
-    let (deltas, deltas_written, deltas_reused) = write_deltas(
-        repo,
-        root.as_fd(),
-        &out,
-        &hops,
-        previous.as_ref().map_or(&[][..], |p| &p.deltas[..]),
-        &opts.delta,
-    )?;
 
     let packs_unused = packs
         .iter()
@@ -402,24 +427,25 @@ fn prune_published(
     Ok((files, bytes))
 }
 
-/// The hops to offer, sorted by `(from, to)` as the summary lists them.
+/// The hops to offer for the ref heads `heads`, sorted by `(from, to)` as the summary
+/// lists them.
 fn delta_hops(
     repo: &Repo,
-    refs: &[RefEntry],
+    heads: impl IntoIterator<Item = CommitId>,
     plan: &DeltaPlan,
 ) -> Result<BTreeSet<(CommitId, CommitId)>> {
     let mut hops = BTreeSet::new();
-    for r in refs {
+    for head in heads {
         if plan.parents {
-            if let Some(parent) = repo.read_commit(&r.commit)?.parent {
+            if let Some(parent) = repo.read_commit(&head)?.parent {
                 if repo.has_object(ObjectKind::Commit, &parent.0)? {
-                    hops.insert((parent, r.commit));
+                    hops.insert((parent, head));
                 }
             }
         }
         for from in &plan.from {
-            if *from != r.commit {
-                hops.insert((*from, r.commit));
+            if *from != head {
+                hops.insert((*from, head));
             }
         }
     }
