@@ -211,13 +211,15 @@ fn records_problem(p: DecompressProblem) -> Error {
     }
 }
 
+fn records_zstd_error(code: usize) -> Error {
+    records_problem(DecompressProblem::Zstd(zstd_safe::get_error_name(code)))
+}
+
 impl<'a> RecordsReader<'a> {
     pub(super) fn new(input: &'a mut dyn Read) -> Result<Self> {
         let mut dctx = DCtx::create();
         dctx.set_parameter(DParameter::WindowLogMax(RECORDS_WINDOW_LOG))
-            .map_err(|code| {
-                records_problem(DecompressProblem::Zstd(zstd_safe::get_error_name(code)))
-            })?;
+            .map_err(records_zstd_error)?;
         Ok(RecordsReader {
             dctx,
             input,
@@ -248,9 +250,7 @@ impl<'a> RecordsReader<'a> {
             let hint = self
                 .dctx
                 .decompress_stream(&mut ob, &mut ib)
-                .map_err(|code| {
-                    records_problem(DecompressProblem::Zstd(zstd_safe::get_error_name(code)))
-                })?;
+                .map_err(records_zstd_error)?;
             let consumed = ib.pos();
             let n = ob.pos();
             self.in_pos += consumed;

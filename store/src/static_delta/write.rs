@@ -541,6 +541,10 @@ fn encode_job(
         // Incompressible (already compressed content): more effort gains nothing.
         return done(probe.into_content());
     }
+    if params == probe.params {
+        // `--delta-level 3`: the slow pass would make the same frame again.
+        return done(probe.into_content());
+    }
     let last = make(probe.base.is_some(), params)?;
     done(if last.len <= probe.len {
         last.into_content()
