@@ -176,6 +176,9 @@ pub struct DeltaParams {
     pub table_log: Option<u32>,
     /// Shortest match long-distance matching looks for, if set.
     pub ldm_min_match: Option<u32>,
+    /// zstd `targetLength`: at levels 16 and above, a match this long is taken without
+    /// weighing the alternatives, if set.
+    pub target_length: Option<u32>,
 }
 
 impl DeltaParams {
@@ -186,6 +189,7 @@ impl DeltaParams {
             search_log: None,
             table_log: None,
             ldm_min_match: None,
+            target_length: None,
         }
     }
 }
@@ -221,6 +225,7 @@ pub fn encode_delta_with(
         params.table_log.map(CParameter::HashLog),
         params.table_log.map(CParameter::ChainLog),
         params.ldm_min_match.map(CParameter::LdmMinMatch),
+        params.target_length.map(CParameter::TargetLength),
     ];
     for p in overrides.into_iter().flatten() {
         cctx.set_parameter(p).map_err(encode_err)?;
