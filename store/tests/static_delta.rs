@@ -39,6 +39,19 @@ fn text(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Deterministic bytes that do not compress.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
 /// `data` with a few bytes changed and a few inserted: a new version of a file.
 fn edit(data: &[u8], seed: u64) -> Vec<u8> {
     let mut out = data.to_vec();
@@ -348,11 +361,7 @@ fn a_file_over_64_mib_is_compressed_twice_and_streamed() {
     };
     let mut delta = Vec::new();
     let stats = write_static_delta(&p.publisher, &p.v1, &p.v2, &mut delta, &opts).unwrap();
-    assert_eq!(
-        (stats.patched_files, stats.plain_files),
-        (1, 1),
-        "{stats:?}"
-    );
+    assert_eq!((stats.patched_files, stats.raw_files), (1, 1), "{stats:?}");
     assert_eq!(stats.size, delta.len() as u64);
     let txn = p.device.begin().unwrap();
     apply_static_delta(&txn, &mut &delta[..], &p.v1, &p.v2).unwrap();
@@ -362,29 +371,73 @@ fn a_file_over_64_mib_is_compressed_twice_and_streamed() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
-/// A small delta with one record of each content kind: patch, plain zstd, none.
+/// A small delta with one record of each content kind: patch, plain zstd (a file whose
+/// base, found by name, is of no use), raw (a file without a base), none.
 fn small() -> (Pair, Vec<u8>) {
     let a = text(10, 3000);
     let v1 = vec![
         E::F("a", a.clone()),
         E::F("keep", b"same".to_vec()),
         E::F("d/b", text(11, 500)),
+        E::F("d/c", noise(13, 3000)),
     ];
     let v2 = vec![
         E::F("a", edit(&a, 9)),
         E::F("keep", b"same".to_vec()),
         E::F("d/b", text(11, 500)),
+        E::F("m/c", text(14, 2000)),
         E::F("n/new", text(12, 700)),
         E::L("n/link", "../a"),
     ];
     let p = pair(&v1, &v2);
     let (delta, stats) = make_delta(&p);
     assert_eq!(
-        (stats.patched_files, stats.plain_files, stats.empty_files),
-        (1, 1, 1),
+        (
+            stats.patched_files,
+            stats.plain_files,
+            stats.raw_files,
+            stats.empty_files
+        ),
+        (1, 1, 1, 1),
         "{stats:?}"
     );
     (p, delta)
+}
+
+/// Where a file record's content encoding byte is.
+fn encoding_at(rec: &[u8]) -> usize {
+    37 + u32::from_le_bytes(rec[33..37].try_into().unwrap()) as usize
+}
+
+/// The header of a file record.
+fn header_of(rec: &[u8]) -> FileHeader {
+    FileHeader::decode(&rec[37..encoding_at(rec)]).unwrap()
+}
+
+/// The index of the first file record with content encoding `enc`.
+fn file_with(recs: &[Vec<u8>], enc: u8) -> usize {
+    recs.iter()
+        .position(|r| r[0] == 4 && r[encoding_at(r)] == enc)
+        .unwrap()
+}
+
+/// The records with every raw file record (version 3) turned into a plain zstd one: what
+/// a version 1 or 2 delta carries.
+fn without_raw(recs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    recs.iter()
+        .map(|r| {
+            if r[0] != 4 || r[encoding_at(r)] != 3 {
+                return r.clone();
+            }
+            let at = encoding_at(r);
+            let frame = zstd::bulk::compress(&r[at + 1..], 3).unwrap();
+            let mut plain = r[..at].to_vec();
+            plain.push(1);
+            plain.extend_from_slice(&(frame.len() as u64).to_le_bytes());
+            plain.extend_from_slice(&frame);
+            plain
+        })
+        .collect()
 }
 
 /// The records of a delta, split by the documented layout: the 69-byte header, then
@@ -404,14 +457,19 @@ fn records(file: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
             1..=3 => at += 5 + u32_at(at + 1),
             4 => {
                 at += 33;
-                at += 4 + u32_at(at);
+                let hlen = u32_at(at);
+                let size = FileHeader::decode(&delta[at + 4..at + 4 + hlen])
+                    .unwrap()
+                    .size as usize;
+                at += 4 + hlen;
                 let enc = delta[at];
                 at += 1;
-                if enc == 2 {
-                    at += 32;
-                }
-                if enc != 0 {
-                    at += 8 + u64_at(at);
+                match enc {
+                    0 => {}
+                    1 => at += 8 + u64_at(at),
+                    2 => at += 32 + 8 + u64_at(at + 32),
+                    3 => at += size,
+                    e => panic!("content encoding {e}"),
                 }
             }
             k => panic!("kind {k}"),
@@ -459,7 +517,7 @@ fn assert_untouched(p: &Pair) {
 fn the_layout_is_as_documented() {
     let (p, delta) = small();
     assert_eq!(&delta[..4], b"UDLT");
-    assert_eq!(delta[4], 2);
+    assert_eq!(delta[4], 3);
     assert_eq!(&delta[5..37], p.v1.0.as_bytes());
     assert_eq!(&delta[37..69], p.v2.0.as_bytes());
     let (_, recs) = records(&delta);
@@ -480,11 +538,26 @@ fn a_version_1_delta_with_plain_records_still_applies() {
     let (p, delta) = small();
     let (mut head, recs) = records(&delta);
     head[4] = 1;
-    let v1 = [head, recs.concat()].concat();
+    let v1 = [head, without_raw(&recs).concat()].concat();
     let stats = try_apply(&p.device, &v1, &p.v1, &p.v2).unwrap();
     assert_eq!(stats.size, v1.len() as u64);
     assert_eq!(stats.id, ObjectId::of(&v1));
     assert_eq!(stats.patched_files, 1);
+}
+
+#[test]
+fn a_version_2_delta_still_applies_and_sends_no_raw_file() {
+    let (p, delta) = small();
+    let (mut head, recs) = records(&delta);
+    head[4] = 2;
+    let v2 = join(&head, &without_raw(&recs));
+    let stats = try_apply(&p.device, &v2, &p.v1, &p.v2).unwrap();
+    assert_eq!((stats.files, stats.patched_files), (4, 1));
+
+    // A raw record is new in version 3.
+    let err = err_of(&p, &join(&head, &recs));
+    assert!(err.contains("unknown content encoding 3"), "{err}");
+    assert_untouched(&p);
 }
 
 #[test]
@@ -544,9 +617,9 @@ fn header_errors_are_named() {
     bad[0] = b'X';
     assert!(err_of(&p, &bad).contains("not a static delta"));
     let mut bad = delta.clone();
-    bad[4] = 3;
+    bad[4] = 4;
     let err = try_apply(&p.device, &bad, &p.v1, &p.v2).unwrap_err();
-    assert!(matches!(err, Error::NewerFormat { found: 3, .. }), "{err}");
+    assert!(matches!(err, Error::NewerFormat { found: 4, .. }), "{err}");
     bad[4] = 0;
     assert!(err_of(&p, &bad).contains("version 0"));
 
@@ -685,16 +758,11 @@ fn hostile_file_records_are_refused() {
     assert!(err.contains("is not named by any dirtree"), "{err}");
 
     // The plain (non-patch) record: swap its frame for a bomb and for a short one.
-    let plain = recs
-        .iter()
-        .position(|r| {
-            r[0] == 4 && r[33 + 4 + u32::from_le_bytes(r[33..37].try_into().unwrap()) as usize] == 1
-        })
-        .unwrap();
+    let plain = file_with(&recs, 1);
     let rec = &recs[plain];
     let hlen = u32::from_le_bytes(rec[33..37].try_into().unwrap()) as usize;
     let prefix = &rec[..37 + hlen + 1];
-    let size = FileHeader::decode(&rec[37..37 + hlen]).unwrap().size as usize;
+    let size = header_of(rec).size as usize;
     for (content, want) in [
         (vec![0u8; 50 << 20], "more than the declared"),
         (vec![0u8; size - 1], "not the declared"),
@@ -729,13 +797,46 @@ fn hostile_file_records_are_refused() {
     r[plain] = bad;
     assert!(err_of(&p, &join(&head, &r)).contains("cap"));
 
+    // The raw record: right length, wrong bytes; the records ending inside the content;
+    // content for a file that has none; content over the cap, refused before reading it.
+    let raw = file_with(&recs, 3);
+    let rec = &recs[raw];
+    let at = encoding_at(rec);
+    let mut bad = rec.clone();
+    bad[at + 1] ^= 1;
+    let mut r = recs.clone();
+    r[raw] = bad;
+    assert!(err_of(&p, &join(&head, &r)).contains("hash to"));
+    let cut = [&recs[..raw], &[rec[..rec.len() - 10].to_vec()]].concat();
+    let err = err_of(&p, &join(&head, &cut));
+    assert!(
+        err.contains("truncated: the records end") && err.contains("10 bytes of its content"),
+        "{err}"
+    );
+    for (h, want) in [
+        (
+            FileHeader::regular(0o644, me.0, me.1, 0, Xattrs::empty()).unwrap(),
+            "has no content",
+        ),
+        (
+            FileHeader::regular(0o644, me.0, me.1, 1 << 37, Xattrs::empty()).unwrap(),
+            "content cap",
+        ),
+    ] {
+        let hb = h.encode();
+        let mut bad = rec[..33].to_vec();
+        bad.extend_from_slice(&(hb.len() as u32).to_le_bytes());
+        bad.extend_from_slice(&hb);
+        bad.push(3);
+        bad.extend_from_slice(&rec[at + 1..]);
+        let mut r = recs.clone();
+        r[raw] = bad;
+        let err = err_of(&p, &join(&head, &r));
+        assert!(err.contains(want), "{err}");
+    }
+
     // The patch record: against a file not in `from`, and against a missing base.
-    let patch = recs
-        .iter()
-        .position(|r| {
-            r[0] == 4 && r[37 + u32::from_le_bytes(r[33..37].try_into().unwrap()) as usize] == 2
-        })
-        .unwrap();
+    let patch = file_with(&recs, 2);
     let rec = &recs[patch];
     let hlen = u32::from_le_bytes(rec[33..37].try_into().unwrap()) as usize;
     let base_at = 37 + hlen + 1;
@@ -832,12 +933,13 @@ fn bench_real_trees() {
         };
         let stats = write_static_delta(&publisher, &v1, &v2, &mut delta, &opts).unwrap();
         eprintln!(
-            "level {level}: {} bytes in {:.1}s ({} files: {} patched, {} plain, {} empty; {} content bytes)",
+            "level {level}: {} bytes in {:.1}s ({} files: {} patched, {} plain, {} raw, {} empty; {} content bytes)",
             stats.size,
             t.elapsed().as_secs_f64(),
             stats.files,
             stats.patched_files,
             stats.plain_files,
+            stats.raw_files,
             stats.empty_files,
             stats.content_bytes
         );

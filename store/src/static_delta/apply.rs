@@ -5,7 +5,8 @@ use std::io::{self, Read};
 
 use super::frame::{read_err, FrameReader, RecordsReader};
 use super::{
-    max_frame_len, record, DELTA_TAG, DELTA_VERSION, DELTA_VERSION_PLAIN, MAX_DELTA_FILE_SIZE,
+    max_frame_len, record, DELTA_TAG, DELTA_VERSION, DELTA_VERSION_FRAMED, DELTA_VERSION_PLAIN,
+    MAX_DELTA_FILE_SIZE,
 };
 use crate::delta::MAX_DELTA_WINDOW;
 use crate::error::{Error, Result};
@@ -189,21 +190,17 @@ pub fn apply_static_delta(
     };
     let version = read_header(&mut raw, txn, from, to)?;
     let mut stats = ApplyStats::default();
-    let seen = if version == DELTA_VERSION {
-        let mut records = RecordsReader::new(&mut raw)?;
-        read_records(
-            txn,
-            &mut Input {
-                r: &mut records,
-                pos: 0,
-            },
-            from,
-            to,
-            &mut stats,
-        )?
-    } else {
+    let seen = if version == DELTA_VERSION_PLAIN {
         let pos = raw.pos;
-        read_records(txn, &mut Input { r: &mut raw, pos }, from, to, &mut stats)?
+        let mut input = Input { r: &mut raw, pos };
+        read_records(txn, &mut input, version, from, to, &mut stats)?
+    } else {
+        let mut records = RecordsReader::new(&mut raw)?;
+        let mut input = Input {
+            r: &mut records,
+            pos: 0,
+        };
+        read_records(txn, &mut input, version, from, to, &mut stats)?
     };
     check_complete(txn, from, to, &seen)?;
     stats.size = raw.pos;
@@ -229,7 +226,7 @@ fn read_header(
     }
     let version = input.u8("the version")?;
     match version {
-        DELTA_VERSION | DELTA_VERSION_PLAIN => {}
+        DELTA_VERSION | DELTA_VERSION_FRAMED | DELTA_VERSION_PLAIN => {}
         0 => return Err(malformed("format version 0")),
         v => {
             return Err(Error::NewerFormat {
@@ -261,6 +258,7 @@ fn read_header(
 fn read_records(
     txn: &Transaction<'_>,
     input: &mut Input<'_>,
+    version: u8,
     from: &CommitId,
     to: &CommitId,
     stats: &mut ApplyStats,
@@ -343,7 +341,7 @@ fn read_records(
                     )));
                 }
                 files_started = true;
-                apply_file(txn, input, from, &mut seen, stats)?;
+                apply_file(txn, input, version, from, &mut seen, stats)?;
             }
             record::END => {
                 if stats.metadata_objects == 0 {
@@ -387,6 +385,7 @@ fn read_records(
 fn apply_file(
     txn: &Transaction<'_>,
     input: &mut Input<'_>,
+    version: u8,
     from: &CommitId,
     seen: &mut Seen,
     stats: &mut ApplyStats,
@@ -418,18 +417,30 @@ fn apply_file(
             }
             txn.write_file(&header, &mut io::empty())?
         }
+        record::CONTENT_RAW if version >= DELTA_VERSION => {
+            let size = content_size(&id, &header)?;
+            let mut content = RawContent {
+                input,
+                left: size,
+                error: None,
+            };
+            let got = match txn.write_file(&header, &mut content) {
+                Ok(got) => got,
+                Err(e) => {
+                    return Err(match content.error.take() {
+                        Some(Error::Decode { reason, .. }) => {
+                            malformed(format!("file {id}: {reason}"))
+                        }
+                        Some(e) => e,
+                        None => e,
+                    })
+                }
+            };
+            stats.content_bytes += size;
+            got
+        }
         record::CONTENT_ZSTD | record::CONTENT_PATCH => {
-            if !has_content {
-                return Err(malformed(format!(
-                    "file {id} has no content (a symlink or empty) but comes with a frame"
-                )));
-            }
-            let size = header.size;
-            if size > MAX_DELTA_FILE_SIZE {
-                return Err(malformed(format!(
-                    "file {id} of {size} bytes is over the {MAX_DELTA_FILE_SIZE}-byte content cap"
-                )));
-            }
+            let size = content_size(&id, &header)?;
             let base = if encoding == record::CONTENT_PATCH {
                 let b = FileId(input.id("a base file id")?);
                 Some(load_base(txn, from, seen, &id, &b)?)
@@ -482,6 +493,61 @@ fn apply_file(
     }
     stats.files += 1;
     Ok(())
+}
+
+/// The size of a file record's content, which must be there and within the cap.
+fn content_size(id: &FileId, header: &FileHeader) -> Result<u64> {
+    if header.is_symlink() || header.size == 0 {
+        return Err(malformed(format!(
+            "file {id} has no content (a symlink or empty) but comes with some"
+        )));
+    }
+    let size = header.size;
+    if size > MAX_DELTA_FILE_SIZE {
+        return Err(malformed(format!(
+            "file {id} of {size} bytes is over the {MAX_DELTA_FILE_SIZE}-byte content cap"
+        )));
+    }
+    Ok(size)
+}
+
+/// A raw file's content: the next `left` bytes of the records. The records ending
+/// before that is an error, kept for the caller (the store sees only an I/O error).
+struct RawContent<'a, 'b> {
+    input: &'a mut Input<'b>,
+    left: u64,
+    error: Option<Error>,
+}
+
+impl Read for RawContent<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        match self.input.read(&mut buf[..want]) {
+            Ok(0) => {
+                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "the records end");
+                self.error = Some(malformed(format!(
+                    "truncated: the records end at byte {} with {} bytes of its content to come",
+                    self.input.pos, self.left
+                )));
+                Err(e)
+            }
+            Ok(n) => {
+                self.left -= n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let shown = io::Error::new(e.kind(), e.to_string());
+                self.error = Some(read_err(e));
+                Err(shown)
+            }
+        }
+    }
 }
 
 /// The content of the base file `base` that `file` is patched against: a regular file of

@@ -46,16 +46,19 @@ pub struct StaticDeltaOptions {
     /// Uncompressed bytes of new files compressed in one parallel batch; their frames are
     /// held in memory until the batch is written (default 256 MiB).
     pub batch_bytes: u64,
-    /// Spend the compression time where it pays (default true): each file is first
-    /// compressed at zstd level 3; that frame is kept when it is at most 1/100 of the
-    /// content (a patch against a barely changed file) or when the content does not
+    /// Spend the compression time where it pays (default true): each file with a base is
+    /// first compressed at zstd level 3; that frame is kept when it is at most 1/100 of
+    /// the content (a patch against a barely changed file) or when the content does not
     /// compress (at least 9/10 of it), and it decides between patch and plain, so only
     /// one frame is made at `level`. At levels 16 and above (zstd's optimal parsers),
     /// that frame uses a shallow search (`searchLog` 1), match-finder tables of at most
     /// 2^16 entries, long-distance matches from 16 bytes and a `targetLength` of 32:
     /// about a fifth of the time of the plain level for a few percent more bytes. The
-    /// smaller of the two frames is written. False: every frame at `level` as zstd chooses, a plain frame made too
-    /// when the patch is over 1/8 of the content.
+    /// smaller of the two frames is written. False: every frame at `level` as zstd
+    /// chooses, a plain frame made too when the patch is over 1/8 of the content.
+    ///
+    /// Either way a file without a base is sent raw, compressed only by the frame around
+    /// the records, where it shares one window with the files sent before it.
     pub tuned: bool,
 }
 
@@ -101,11 +104,14 @@ pub struct StaticDeltaStats {
     pub patched_files: u64,
     /// Files sent as a plain zstd frame.
     pub plain_files: u64,
+    /// Files sent raw, compressed only by the frame around the records: those without a
+    /// base.
+    pub raw_files: u64,
     /// Symlinks and empty files (a header only).
     pub empty_files: u64,
     /// Content bytes of the new files, uncompressed.
     pub content_bytes: u64,
-    /// Bytes of their zstd frames.
+    /// Bytes of the zstd frames of the patched and plain files (raw files have none).
     pub compressed_bytes: u64,
 }
 
@@ -118,6 +124,7 @@ impl Default for StaticDeltaStats {
             files: 0,
             patched_files: 0,
             plain_files: 0,
+            raw_files: 0,
             empty_files: 0,
             content_bytes: 0,
             compressed_bytes: 0,
@@ -168,6 +175,8 @@ struct Job {
 enum Content {
     /// A symlink or an empty file.
     None,
+    /// A file without a base: its bytes, read again from the repository when written.
+    Raw,
     /// A frame made in memory, against `base` if given.
     Frame {
         base: Option<FileId>,
@@ -214,7 +223,8 @@ fn put_bytes(w: &mut dyn Write, bytes: &[u8]) -> Result<()> {
 /// Each new regular file is compressed against a base from `from` when one is found (the
 /// same path; else the same path up to digit runs, as when a version number in a directory
 /// or file name changed; else the same file name) and that is smaller than compressing it
-/// alone. Files are compressed in parallel on the current rayon pool, in batches of about
+/// alone; a file without a base is sent raw, for the frame around the records to compress
+/// together with the others. Files are compressed in parallel on the current rayon pool, in batches of about
 /// [`StaticDeltaOptions::batch_bytes`], and written in a fixed order: the output depends
 /// only on the two commits and the options.
 pub fn write_static_delta(
@@ -388,6 +398,40 @@ fn read_verified(repo: &Repo, id: &FileId) -> Result<(FileHeader, Vec<u8>)> {
     Ok((header, data))
 }
 
+/// Copy a regular file's content from the repository to `w`, checking it against its id
+/// (the bytes are written before the check; a mismatch fails the whole delta).
+fn copy_verified(repo: &Repo, id: &FileId, header: &FileHeader, w: &mut dyn Write) -> Result<()> {
+    let mut r = open_content(repo, id)?;
+    let mut h = FileHasher::new(header);
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Corrupt {
+                    kind: ObjectKind::File,
+                    id: id.0,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        h.update(&buf[..n]);
+        put(w, &buf[..n])?;
+        len += n as u64;
+    }
+    if len != header.size || h.finish() != *id {
+        return Err(Error::Corrupt {
+            kind: ObjectKind::File,
+            id: id.0,
+            reason: "content does not hash to its id".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The first usable base among the candidates for `path`: a non-empty regular file no
 /// larger than the delta window, with its content.
 fn choose_base(repo: &Repo, bases: &BaseIndex, path: &str) -> Result<Option<(FileId, Vec<u8>)>> {
@@ -463,7 +507,11 @@ fn encode_job(
             ),
         ));
     }
-    let base = choose_base(repo, bases, &job.path)?;
+    // Without a base the records frame does better than a frame of the file's own: one
+    // window over many files, and no tables per file.
+    let Some((base_id, base)) = choose_base(repo, bases, &job.path)? else {
+        return done(Content::Raw);
+    };
     // Small files are compressed in memory; a large one is only counted now and
     // compressed again into the output, so memory stays bounded.
     let new = if size <= IN_MEMORY_MAX {
@@ -472,9 +520,10 @@ fn encode_job(
         None
     };
     let make = |with_base: bool, params: DeltaParams| -> Result<Made> {
-        let (bid, b): (Option<FileId>, &[u8]) = match (&base, with_base) {
-            (Some((bid, b)), true) => (Some(*bid), b),
-            _ => (None, &[]),
+        let (bid, b): (Option<FileId>, &[u8]) = if with_base {
+            (Some(base_id), &base)
+        } else {
+            (None, &[])
         };
         match &new {
             Some(new) => {
@@ -507,41 +556,32 @@ fn encode_job(
     let good = |m: &Made| m.len.saturating_mul(GOOD_PATCH_RATIO) <= size;
     let params = opts.params();
     if !opts.tuned {
-        let patch = match &base {
-            Some(_) => Some(make(true, params)?),
-            None => None,
-        };
-        return done(match patch {
-            Some(p) if good(&p) => p.into_content(),
-            patch => {
-                let plain = make(false, params)?;
-                match patch {
-                    Some(p) if p.len < plain.len => p.into_content(),
-                    _ => plain.into_content(),
-                }
-            }
+        let patch = make(true, params)?;
+        if good(&patch) {
+            return done(patch.into_content());
+        }
+        let plain = make(false, params)?;
+        return done(if patch.len < plain.len {
+            patch.into_content()
+        } else {
+            plain.into_content()
         });
     }
     // A cheap first pass decides what the slow one is spent on.
     let probe_params = DeltaParams::level(PROBE_LEVEL);
-    let probe = match &base {
-        Some(_) => {
-            let patch = make(true, probe_params)?;
-            if patch.len.saturating_mul(NEAR_RATIO) <= size {
-                return done(patch.into_content());
-            }
-            if good(&patch) {
-                patch
-            } else {
-                let plain = make(false, probe_params)?;
-                if patch.len < plain.len {
-                    patch
-                } else {
-                    plain
-                }
-            }
+    let patch = make(true, probe_params)?;
+    if patch.len.saturating_mul(NEAR_RATIO) <= size {
+        return done(patch.into_content());
+    }
+    let probe = if good(&patch) {
+        patch
+    } else {
+        let plain = make(false, probe_params)?;
+        if patch.len < plain.len {
+            patch
+        } else {
+            plain
         }
-        None => make(false, probe_params)?,
     };
     if probe.len.saturating_mul(10) >= size.saturating_mul(9) {
         // Incompressible (already compressed content): more effort gains nothing.
@@ -574,6 +614,14 @@ fn write_file_record(
             put(w, &[record::CONTENT_NONE])?;
             stats.files += 1;
             stats.empty_files += 1;
+            return Ok(());
+        }
+        Content::Raw => {
+            put(w, &[record::CONTENT_RAW])?;
+            copy_verified(repo, &e.id, &e.header, w)?;
+            stats.files += 1;
+            stats.raw_files += 1;
+            stats.content_bytes += size;
             return Ok(());
         }
         Content::Frame { base, frame } => (*base, frame.len() as u64),
@@ -622,7 +670,7 @@ fn write_file_record(
                 ));
             }
         }
-        Content::None => unreachable!("handled above"),
+        Content::None | Content::Raw => unreachable!("handled above"),
     }
     stats.files += 1;
     stats.content_bytes += size;
