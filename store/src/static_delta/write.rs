@@ -29,9 +29,9 @@ const GOOD_PATCH_RATIO: u64 = 8;
 
 /// zstd level of the cheap first pass over each file when [`StaticDeltaOptions::tuned`].
 const PROBE_LEVEL: i32 = 3;
-/// A first-pass patch frame at most 1/100 of the content is kept as it is: the file
+/// A first-pass patch frame at most 1/80 of the content is kept as it is: the file
 /// barely changed, and a slow pass would save a few bytes at most.
-const NEAR_RATIO: u64 = 100;
+const NEAR_RATIO: u64 = 80;
 /// zstd `targetLength` of the tuned final frame: a match at least this long is taken as
 /// it is. Patch frames are mostly long matches into the base; weighing each of them
 /// against shorter ones (level 19 sets 256) costs a quarter of the time and, on the
@@ -47,7 +47,7 @@ pub struct StaticDeltaOptions {
     /// held in memory until the batch is written (default 256 MiB).
     pub batch_bytes: u64,
     /// Spend the compression time where it pays (default true): each file with a base is
-    /// first compressed at zstd level 3; that frame is kept when it is at most 1/100 of
+    /// first compressed at zstd level 3; that frame is kept when it is at most 1/80 of
     /// the content (a patch against a barely changed file) or when the content does not
     /// compress (at least 9/10 of it), and it decides between patch and plain, so only
     /// one frame is made at `level`. At levels 16 and above (zstd's optimal parsers),
