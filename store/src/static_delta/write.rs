@@ -381,21 +381,32 @@ fn read_verified(repo: &Repo, id: &FileId) -> Result<(FileHeader, Vec<u8>)> {
         return Ok((header, Vec::new()));
     };
     let mut data = Vec::with_capacity(usize::try_from(header.size).unwrap_or(0));
-    r.read_to_end(&mut data).map_err(|e| Error::Corrupt {
+    r.read_to_end(&mut data).map_err(|e| read_failed(id, e))?;
+    let mut h = FileHasher::new(&header);
+    h.update(&data);
+    check_content(id, &header, h, data.len() as u64)?;
+    Ok((header, data))
+}
+
+fn read_failed(id: &FileId, e: io::Error) -> Error {
+    Error::Corrupt {
         kind: ObjectKind::File,
         id: id.0,
         reason: e.to_string(),
-    })?;
-    let mut h = FileHasher::new(&header);
-    h.update(&data);
-    if h.finish() != *id || data.len() as u64 != header.size {
+    }
+}
+
+/// Check `len` bytes of content read from the repository, hashed into `h`, against the
+/// file's id.
+fn check_content(id: &FileId, header: &FileHeader, h: FileHasher, len: u64) -> Result<()> {
+    if len != header.size || h.finish() != *id {
         return Err(Error::Corrupt {
             kind: ObjectKind::File,
             id: id.0,
             reason: "content does not hash to its id".into(),
         });
     }
-    Ok((header, data))
+    Ok(())
 }
 
 /// Copy a regular file's content from the repository to `w`, checking it against its id
@@ -410,26 +421,13 @@ fn copy_verified(repo: &Repo, id: &FileId, header: &FileHeader, w: &mut dyn Writ
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::Corrupt {
-                    kind: ObjectKind::File,
-                    id: id.0,
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => return Err(read_failed(id, e)),
         };
         h.update(&buf[..n]);
         put(w, &buf[..n])?;
         len += n as u64;
     }
-    if len != header.size || h.finish() != *id {
-        return Err(Error::Corrupt {
-            kind: ObjectKind::File,
-            id: id.0,
-            reason: "content does not hash to its id".into(),
-        });
-    }
-    Ok(())
+    check_content(id, header, h, len)
 }
 
 /// The first usable base among the candidates for `path`: a non-empty regular file no
