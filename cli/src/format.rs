@@ -31,7 +31,7 @@ pub fn mode_string(mode: u32) -> String {
 
 /// Seconds since the epoch as RFC 3339 in UTC: `2024-05-01T12:00:00Z` (one implementation,
 /// shared with the audit log).
-pub use agent::audit::rfc3339;
+pub use frontend::audit::rfc3339;
 
 /// A duration such as `30d`, `12h`, `45m`, `90s` or `2w`, in seconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {

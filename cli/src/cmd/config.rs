@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent::config::{self, Config};
-use agent::schedule::{self, Schedule};
+use frontend::config::{self, Config};
+use frontend::schedule::{self, Schedule};
 
 const EXAMPLE: &str = "\
 Examples:
@@ -272,7 +272,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
         Setting::Backend { name } if name == "auto" => c.backend = None,
         Setting::Backend { name } => {
-            agent::backend::validate_backend_name(&name)?;
+            frontend::backend::validate_backend_name(&name)?;
             c.backend = Some(name);
         }
     }

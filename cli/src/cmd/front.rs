@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use agent::config::{self, Config};
-use agent::run::{self, RunFlags, RunOutcome, SystemClock};
-use agent::Error;
+use frontend::config::{self, Config};
+use frontend::run::{self, RunFlags, RunOutcome, SystemClock};
+use frontend::Error;
 
 use super::config::RootArg;
 
@@ -54,7 +54,7 @@ pub struct AgentArgs {
     max_runs: Option<u64>,
 }
 
-fn settings(root: &RootArg, a: Option<&RunArgs>) -> anyhow::Result<agent::backend::Settings> {
+fn settings(root: &RootArg, a: Option<&RunArgs>) -> anyhow::Result<frontend::backend::Settings> {
     let mut c = Config::load(&root.root)?;
     if let Some(a) = a {
         if let Some(v) = &a.secure {
@@ -74,7 +74,7 @@ fn settings(root: &RootArg, a: Option<&RunArgs>) -> anyhow::Result<agent::backen
     Ok(run::settings(&root.root, c))
 }
 
-fn finish(r: agent::Result<RunOutcome>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+fn finish(r: frontend::Result<RunOutcome>, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match r {
         Ok(RunOutcome::NothingToDo) => writeln!(
             out,
@@ -101,7 +101,7 @@ pub fn run(a: RunArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     };
     let mut clock = SystemClock;
     if !a.now {
-        if let Err(Error::NoBackend) = agent::backend::select(&s) {
+        if let Err(Error::NoBackend) = frontend::backend::select(&s) {
             run::log_no_backend();
             return finish(Err(Error::NoBackend), out);
         }
@@ -109,10 +109,10 @@ pub fn run(a: RunArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "waiting for the next window: {} (use --now to run at once)",
-            agent::audit::rfc3339(t)
+            frontend::audit::rfc3339(t)
         )?;
         out.flush()?;
-        agent::run::Clock::sleep_until(&mut clock, t);
+        frontend::run::Clock::sleep_until(&mut clock, t);
     }
     finish(run::run_once(&s, &flags, &clock), out)
 }
@@ -120,7 +120,7 @@ pub fn run(a: RunArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 /// Run `update agent`.
 pub fn agent(a: AgentArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let s = settings(&a.root, None)?;
-    if let Err(Error::NoBackend) = agent::backend::select(&s) {
+    if let Err(Error::NoBackend) = frontend::backend::select(&s) {
         run::log_no_backend();
         return finish(Err(Error::NoBackend), out);
     }
@@ -129,7 +129,7 @@ pub fn agent(a: AgentArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     };
     let mut clock = SystemClock;
     let r = run::agent(&s, &flags, &mut clock, a.max_runs, |t, r| {
-        let when = agent::audit::rfc3339(t);
+        let when = frontend::audit::rfc3339(t);
         match r {
             Ok(o) => eprintln!("{when}: {o:?}"),
             Err(e) => eprintln!("{when}: error: {e}"),

@@ -1,4 +1,4 @@
-//! `agent`: the `update` front end. One config file (`config`), automatic updates on a
+//! `frontend`: the `update` front end. One config file (`config`), automatic updates on a
 //! schedule (`schedule`, `run`), an audit log (`audit`), and the backends that do the work
 //! (`backend`: the built-in tree store, or an `update-backend-NAME` executable).
 
