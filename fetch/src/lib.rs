@@ -1,4 +1,4 @@
-//! The device's fetch layer: bounded, resumable downloads from an update repository over
+//! A bounded HTTP(S)/file client: resumable downloads from an update repository over
 //! `http://`, `https://` (rustls, ring) and `file://`.
 //!
 //! A [`Fetcher`] is built from a [`FetchConfig`] (optionally with a [`TlsConfig`]) and offers
@@ -32,8 +32,6 @@ mod error;
 mod fetcher;
 mod file;
 mod http;
-pub mod mirror;
-pub mod pull;
 mod ranges;
 mod stream;
 mod tls;

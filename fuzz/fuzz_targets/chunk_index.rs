@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use store::chunk::{CHUNK_MAX, CHUNK_MIN};
-use store::pack::ChunkIndex;
+use transport::chunk::{CHUNK_MAX, CHUNK_MIN};
+use transport::pack::ChunkIndex;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(ci) = ChunkIndex::decode(data) else {

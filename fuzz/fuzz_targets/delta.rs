@@ -9,9 +9,9 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use store::chunk::CHUNK_MAX;
-use store::delta::{apply_delta, decompress_chunk};
-use store::Error;
+use transport::chunk::CHUNK_MAX;
+use transport::compress::{apply_delta, decompress_chunk};
+use transport::Error;
 
 /// Counts what is written, without keeping it.
 struct Counter(u64);
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(v) => assert_eq!(v.len() as u64, expected),
             Err(e) => assert!(matches!(
                 e,
-                Error::Decompress { .. } | Error::Invalid { .. }
+                Error::Decompress { .. } | Error::Store(store::Error::Invalid { .. })
             )),
         }
     } else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use store::pack::PackIndex;
+use transport::pack::PackIndex;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(idx) = PackIndex::decode(data) else {

@@ -8,12 +8,12 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use store::object::Encoder;
 use store::sign::{PublicKey, SigningKey, TrustedKeys};
-use store::summary::{parse_signed, sign_summary, verify_summary, Summary, TrustState};
+use transport::summary::{parse_signed, sign_summary, verify_summary, Summary, TrustState};
 
 fn key() -> &'static (SigningKey, TrustedKeys) {
     static KEY: OnceLock<(SigningKey, TrustedKeys)> = OnceLock::new();
     KEY.get_or_init(|| {
-        // The key the seed corpus is signed with (store/tests/transport_fuzz.rs).
+        // The key the seed corpus is signed with (transport/tests/transport_fuzz.rs).
         let k = SigningKey::from_bytes(&[0x01; 32]);
         let mut t = TrustedKeys::new();
         t.insert("release", PublicKey::from(&k));

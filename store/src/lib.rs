@@ -12,26 +12,21 @@
 //! assert!(repo.list_refs().unwrap().is_empty());
 //! ```
 //!
-//! The on-disk format is specified in `docs/format.md`.
+//! The on-disk format is specified in `docs/format.md`. The published form of a repository
+//! (summary, packs, static deltas) and publish, pull and mirror are the `transport` crate's.
 
 pub mod checkout;
-pub mod chunk;
 pub mod commit;
-pub mod delta;
 pub mod diff;
 pub mod durable;
 pub mod error;
 pub mod fsck;
 pub mod id;
 pub mod object;
-pub mod pack;
 pub mod prune;
-pub mod publish;
 pub mod remote;
 pub mod repo;
 pub mod sign;
-pub mod static_delta;
-pub mod summary;
 pub mod walk;
 pub mod xattrs;
 

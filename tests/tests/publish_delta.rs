@@ -10,9 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use store::static_delta::apply_static_delta;
-use store::summary::{parse_signed, DeltaEntry, Summary};
 use store::{CommitId, ObjectId, Repo};
+use transport::static_delta::apply_static_delta;
+use transport::summary::{parse_signed, DeltaEntry, Summary};
 use update_tests::cli::{self, Run};
 
 struct Site {

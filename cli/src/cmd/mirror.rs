@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fetch::mirror::mirror;
 use fetch::{FetchConfig, Fetcher};
+use transport::mirror::mirror;
 
 use super::{print_json, KeysArg, TlsArgs};
 
@@ -43,7 +43,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no trusted key given");
     }
     let mut cfg = FetchConfig::new(args.url.clone());
-    cfg.tls = fetch::pull::tls_config(&args.tls.to_remote());
+    cfg.tls = transport::pull::tls_config(&args.tls.to_remote());
     let fetcher = Fetcher::new(cfg)?;
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;

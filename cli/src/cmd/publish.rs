@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use store::pack::PackWriterOptions;
-use store::publish::{publish, DeltaPlan, PublishOptions};
-use store::static_delta::StaticDeltaOptions;
+use transport::pack::PackWriterOptions;
+use transport::publish::{publish, DeltaPlan, PublishOptions};
+use transport::static_delta::StaticDeltaOptions;
 
 use super::RepoArg;
 use crate::format::parse_duration;

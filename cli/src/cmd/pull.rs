@@ -3,9 +3,9 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use fetch::pull::{pull, Event, PullOptions, PullReport};
 use store::remote::Remote;
 use store::RefName;
+use transport::pull::{pull, Event, PullOptions, PullReport};
 
 use super::RepoArg;
 

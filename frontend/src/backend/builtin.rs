@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use deploy::deploy::{deploy, DeployOptions};
 use deploy::state::{Deployment, State};
 use deploy::sysroot::{Sysroot, CONFIG_FILE, UPDATE_DIR};
-use fetch::pull::{pull, PullOptions};
 use store::remote::{KeySource, Remote, RemoteTls};
 use store::{RefName, Repo};
+use transport::pull::{pull, PullOptions};
 
 use super::{Applied, Backend, Check, FailedBoot, Settings};
 use crate::audit::Version;

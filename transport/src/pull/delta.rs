@@ -1,0 +1,79 @@
+//! Pulling a commit through a static delta (docs/transport.md section 5): one file,
+//! downloaded resumably into the remote's cache, checked against the BLAKE3 and size the
+//! summary pins, then applied into one transaction that stores the commit and moves the
+//! ref. The delta's own checks (every object against its id) run while it is applied.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+
+use crate::static_delta::{apply_static_delta, DELTAS_DIR, DELTA_EXTENSION};
+use crate::summary::{DeltaEntry, RefEntry};
+use store::id::ObjectId;
+use store::object::Signatures;
+use store::CommitId;
+
+use super::{Event, PullCtx, PullError};
+
+/// Download (or resume) the delta, check it, apply it. Returns the files stored.
+pub(super) fn pull_delta(
+    ctx: &mut PullCtx<'_>,
+    entry: &RefEntry,
+    delta: &DeltaEntry,
+    sigs: Signatures,
+    current: &CommitId,
+) -> Result<u64, PullError> {
+    let name = format!("{}.{DELTA_EXTENSION}", delta.id);
+    let path = format!("{DELTAS_DIR}/{name}");
+    let part = ctx.cache.partial(&format!("{name}.part"))?;
+    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let have = if have > delta.size { 0 } else { have };
+    // The delta itself, and at least as much again for what it decodes to.
+    super::check_space(ctx.repo, (delta.size - have).saturating_mul(2))?;
+    (ctx.events)(&Event::Planned {
+        name: entry.name.to_string(),
+        commit: entry.commit,
+        bytes: delta.size - have,
+        files: 0,
+        delta: true,
+    });
+    let got = ctx
+        .fetcher
+        .download_to(&path, &part, delta.size, delta.size)?;
+    ctx.fetched += got;
+    (ctx.events)(&Event::Progress {
+        name: entry.name.to_string(),
+        done: delta.size - have,
+        total: delta.size - have,
+    });
+    let local = |source| PullError::Local {
+        path: part.clone(),
+        source,
+    };
+
+    // The whole file must be the one the summary pins before a byte of it is parsed.
+    let mut hasher = blake3::Hasher::new();
+    let mut f = File::open(&part).map_err(local)?;
+    let n = std::io::copy(&mut f, &mut hasher).map_err(local)?;
+    if n != delta.size || ObjectId::from(hasher.finalize()) != delta.id {
+        let _ = std::fs::remove_file(&part);
+        return Err(PullError::Pinned {
+            file: path,
+            reason: if n != delta.size {
+                format!("{n} bytes, the summary says {}", delta.size)
+            } else {
+                format!("its BLAKE3 is not {}, the one the summary pins", delta.id)
+            },
+        });
+    }
+
+    let txn = ctx.repo.begin()?;
+    let mut reader =
+        BufReader::with_capacity(1 << 20, File::open(&part).map_err(local)?.take(delta.size));
+    let stats = apply_static_delta(&txn, &mut reader, current, &entry.commit)?;
+    let timestamp = txn.read_commit(&entry.commit)?.timestamp;
+    ctx.check_downgrade(entry, Some(current), timestamp)?;
+    txn.write_signatures(&entry.commit, sigs)?;
+    txn.commit_and_set_remote_ref(&ctx.remote.name, &entry.name, &entry.commit)?;
+    let _ = std::fs::remove_file(&part);
+    Ok(stats.files)
+}
