@@ -162,6 +162,65 @@ async fn multiple_ranges_are_multipart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_ranges_never_send_more_than_the_file() {
+    let tree = Tree::new();
+    let server = start(tree.config()).await;
+    let addr = server.local_addr();
+
+    // 1,024 copies of the whole file asked at once: merged into one range, sent once.
+    let same = format!("Range: bytes={}", vec!["0-"; 1024].join(","));
+    let r = plain(addr, "GET", "/data.bin", &[&same]).await;
+    assert!(r.body.len() <= tree.data.len(), "{} bytes", r.body.len());
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 0-299999/300000"));
+    assert_eq!(r.body, tree.data);
+
+    // Overlapping and adjacent ranges merge; parts keep the order first asked.
+    let r = plain(
+        addr,
+        "GET",
+        "/data.bin",
+        &["Range: bytes=5000-5999,0-99,50-149,150-199,5500-"],
+    )
+    .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        multipart_parts(&r),
+        vec![
+            (
+                "bytes 5000-299999/300000".to_owned(),
+                tree.data[5000..].to_vec()
+            ),
+            ("bytes 0-199/300000".to_owned(), tree.data[..200].to_vec()),
+        ]
+    );
+
+    // Two disjoint ranges are still two parts.
+    let r = plain(addr, "GET", "/data.bin", &["Range: bytes=10-19,100-109"]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        multipart_parts(&r),
+        vec![
+            ("bytes 10-19/300000".to_owned(), tree.data[10..20].to_vec()),
+            (
+                "bytes 100-109/300000".to_owned(),
+                tree.data[100..110].to_vec()
+            ),
+        ]
+    );
+
+    // Parts whose framing outweighs the file: the whole file instead, 200.
+    let r = plain(addr, "GET", "/sub/hello.txt", &["Range: bytes=0-0,2-2,4-4"]).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]));
+
+    // Too many parts left after merging: the header is ignored.
+    let spaced: Vec<String> = (0..201).map(|i| format!("{0}-{0}", i * 1000)).collect();
+    let spaced = format!("Range: bytes={}", spaced.join(","));
+    let r = plain(addr, "GET", "/data.bin", &[&spaced]).await;
+    assert_eq!((r.status, r.body.len()), (200, 300_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsatisfiable_range_is_416() {
     let tree = Tree::new();
     let server = start(tree.config()).await;
