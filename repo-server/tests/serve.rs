@@ -522,3 +522,51 @@ async fn client_disconnect_mid_body_leaves_server_healthy() {
     let r = plain(addr, "GET", "/sub/hello.txt", &[]).await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_senders_hold_no_connection_slots() {
+    const SLOTS: usize = 4;
+    let tree = Tree::new();
+    let config = ServerConfig {
+        max_connections: SLOTS,
+        header_timeout: Duration::from_secs(10),
+        ..tree.config()
+    };
+    let server = start(config).await;
+    let addr = server.local_addr();
+
+    // 4 x N clients that started a request and drip one header byte per second.
+    let mut drips = Vec::new();
+    for _ in 0..4 * SLOTS {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /data.bin HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        drips.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            for _ in 0..30 {
+                tick.tick().await;
+                if stream.write_all(b"X").await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    // Normal clients, one after the other, are each answered within 2 s.
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            plain(addr, "GET", "/sub/hello.txt", &[]),
+        )
+        .await
+        .expect("normal client waited behind slow header senders");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]));
+        eprintln!("normal client served after {:?}", asked.elapsed());
+    }
+    for drip in drips {
+        drip.abort();
+    }
+}
