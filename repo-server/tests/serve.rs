@@ -570,3 +570,53 @@ async fn slow_header_senders_hold_no_connection_slots() {
         drip.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_is_given_back_when_the_response_is_sent() {
+    let tree = Tree::new();
+    let config = ServerConfig {
+        max_connections: 1,
+        header_timeout: Duration::from_secs(10),
+        ..tree.config()
+    };
+    let server = start(config).await;
+    let addr = server.local_addr();
+
+    // A keep-alive client is answered, then drips its next request's headers.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /sub/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"\r\n\r\nhello\n") {
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut kept, &mut buf),
+        )
+        .await
+        .expect("keep-alive client not answered")
+        .unwrap();
+        assert!(n > 0, "closed after {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    kept.write_all(b"GET /data.bin HTTP/1.1\r\n").await.unwrap();
+    let drip = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        for _ in 0..30 {
+            tick.tick().await;
+            if kept.write_all(b"X").await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let r = tokio::time::timeout(
+        Duration::from_secs(2),
+        plain(addr, "GET", "/sub/hello.txt", &[]),
+    )
+    .await
+    .expect("the only slot stayed with a connection between its requests");
+    assert_eq!(r.status, 200);
+    drip.abort();
+}
