@@ -29,7 +29,8 @@ pub struct ServeArgs {
     /// Access log file, or - for standard output.
     #[arg(long)]
     pub access_log: Option<PathBuf>,
-    /// Connections served at once; others wait.
+    /// Requests served at once (counted once their headers are in); as many connections
+    /// again may wait for a request, the longest-waiting closed first.
     #[arg(long, default_value_t = 256)]
     pub max_connections: usize,
     /// Seconds a client has for the TLS handshake and each request's headers.

@@ -33,7 +33,8 @@ pub enum Part {
 }
 
 impl Part {
-    fn len(&self) -> u64 {
+    /// Number of body bytes this part sends.
+    pub fn len(&self) -> u64 {
         match self {
             Part::Bytes(b) => b.len() as u64,
             Part::File { len, .. } => *len,

@@ -36,7 +36,10 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Access log destination; `None` disables the log.
     pub access_log: Option<AccessLogTarget>,
-    /// Connections served at once; further clients wait in the listen backlog.
+    /// Requests served at once: a connection counts once a request's headers are in, until
+    /// its response is sent; further requests wait for a slot. As many connections again may
+    /// be waiting (TLS handshake, headers arriving, idle between requests, queued for a
+    /// slot); one more closes the one that has waited longest.
     pub max_connections: usize,
     /// Time a client has to complete the TLS handshake and then each request's headers.
     pub header_timeout: Duration,

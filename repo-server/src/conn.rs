@@ -19,6 +19,7 @@ use crate::files::Root;
 use crate::idle::IdleIo;
 use crate::log::AccessLog;
 use crate::respond::{respond, Site};
+use crate::slots::{Place, Slot, SlotBody, Waiting};
 use crate::tls;
 
 /// Request headers larger than this close the connection (many ranges still fit).
@@ -34,6 +35,8 @@ pub struct Server {
 struct Limits {
     header_timeout: Duration,
     idle_timeout: Duration,
+    /// Serving slots: one per request whose headers are in, until its response is sent.
+    slots: Arc<Semaphore>,
 }
 
 impl Server {
@@ -70,10 +73,12 @@ impl Server {
         let limits = Arc::new(Limits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
+            slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
         });
-        let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        // As many connections again may wait for a request (see `slots`).
+        let waiting = Waiting::new(config.max_connections);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, site, tls, limits, slots, stopped));
+        let task = tokio::spawn(accept_loop(listener, site, tls, limits, waiting, stopped));
         Ok(Server {
             local_addr,
             stop,
@@ -119,22 +124,16 @@ async fn accept_loop(
     site: Arc<Site>,
     tls: Option<TlsAcceptor>,
     limits: Arc<Limits>,
-    slots: Arc<Semaphore>,
+    waiting: Arc<Waiting>,
     mut stopped: watch::Receiver<bool>,
 ) {
     // Dropping the set at shutdown aborts the connections still open.
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
-        // Take a slot before accepting: excess clients wait in the kernel's backlog instead
-        // of costing a task each.
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            _ = stopped.changed() => return,
-        };
+        // Accept at once: a new connection takes no serving slot until its request's headers
+        // are in, only a place among the waiting ones (which may close the oldest waiter).
+        // Waiting in the kernel's backlog instead would put it behind every slow client.
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -149,9 +148,13 @@ async fn accept_loop(
         let site = site.clone();
         let tls = tls.clone();
         let limits = limits.clone();
+        let place = waiting.join();
         connections.spawn(async move {
-            connection(stream, client, site, tls, &limits).await;
-            drop(permit);
+            let evicted = place.clone();
+            tokio::select! {
+                () = connection(stream, client, site, tls, &limits, place) => {}
+                () = evicted.evicted() => {}
+            }
         });
     }
 }
@@ -162,29 +165,41 @@ async fn connection(
     site: Arc<Site>,
     tls: Option<TlsAcceptor>,
     limits: &Limits,
+    place: Arc<Place>,
 ) {
     let _ = stream.set_nodelay(true);
     let io = IdleIo::new(stream, limits.idle_timeout);
     match tls {
-        None => http(io, client, site, limits).await,
+        None => http(io, client, site, limits, place).await,
         Some(acceptor) => {
             // The handshake counts against the header timeout, so a silent TLS client is
             // dropped as fast as a silent plain one. A refused client certificate ends here.
             let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(io));
             if let Ok(Ok(stream)) = handshake.await {
-                http(stream, client, site, limits).await;
+                http(stream, client, site, limits, place).await;
             }
         }
     }
 }
 
-async fn http<S>(io: S, client: SocketAddr, site: Arc<Site>, limits: &Limits)
+async fn http<S>(io: S, client: SocketAddr, site: Arc<Site>, limits: &Limits, place: Arc<Place>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let slots = limits.slots.clone();
     let service = service_fn(move |req| {
         let site = site.clone();
-        async move { Ok::<_, std::convert::Infallible>(respond(site, client, req).await) }
+        let slots = slots.clone();
+        let place = place.clone();
+        async move {
+            // The headers are in. Still a waiter (so queued requests stay bounded) until a
+            // serving slot is free; the response body gives it back.
+            let permit = slots.acquire_owned().await.ok();
+            place.leave();
+            let slot = Slot { permit, place };
+            let response = respond(site, client, req).await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| SlotBody::new(body, slot)))
+        }
     });
     let _ = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -6,7 +6,9 @@
 //! `Last-Modified` for conditional requests. Every file is opened beneath the root's directory
 //! handle (`openat2` with `RESOLVE_BENEATH`), so no request, encoded or through a symlink, can
 //! reach outside it. Connections are bounded in number and in time (header and idle timeouts),
-//! so slow clients cannot starve the others.
+//! so slow clients cannot starve the others: a connection counts against
+//! [`ServerConfig::max_connections`] only while a request whose headers are in is served;
+//! those still sending headers have a budget of their own and make room for newer ones.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), repo_server::Error> {
@@ -36,6 +38,7 @@ mod log;
 mod path;
 mod range;
 mod respond;
+mod slots;
 mod tls;
 
 pub use args::{serve_blocking, ServeArgs};

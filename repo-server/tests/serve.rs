@@ -162,6 +162,65 @@ async fn multiple_ranges_are_multipart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_ranges_never_send_more_than_the_file() {
+    let tree = Tree::new();
+    let server = start(tree.config()).await;
+    let addr = server.local_addr();
+
+    // 1,024 copies of the whole file asked at once: merged into one range, sent once.
+    let same = format!("Range: bytes={}", vec!["0-"; 1024].join(","));
+    let r = plain(addr, "GET", "/data.bin", &[&same]).await;
+    assert!(r.body.len() <= tree.data.len(), "{} bytes", r.body.len());
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 0-299999/300000"));
+    assert_eq!(r.body, tree.data);
+
+    // Overlapping and adjacent ranges merge; parts keep the order first asked.
+    let r = plain(
+        addr,
+        "GET",
+        "/data.bin",
+        &["Range: bytes=5000-5999,0-99,50-149,150-199,5500-"],
+    )
+    .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        multipart_parts(&r),
+        vec![
+            (
+                "bytes 5000-299999/300000".to_owned(),
+                tree.data[5000..].to_vec()
+            ),
+            ("bytes 0-199/300000".to_owned(), tree.data[..200].to_vec()),
+        ]
+    );
+
+    // Two disjoint ranges are still two parts.
+    let r = plain(addr, "GET", "/data.bin", &["Range: bytes=10-19,100-109"]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        multipart_parts(&r),
+        vec![
+            ("bytes 10-19/300000".to_owned(), tree.data[10..20].to_vec()),
+            (
+                "bytes 100-109/300000".to_owned(),
+                tree.data[100..110].to_vec()
+            ),
+        ]
+    );
+
+    // Parts whose framing outweighs the file: the whole file instead, 200.
+    let r = plain(addr, "GET", "/sub/hello.txt", &["Range: bytes=0-0,2-2,4-4"]).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]));
+
+    // Too many parts left after merging: the header is ignored.
+    let spaced: Vec<String> = (0..201).map(|i| format!("{0}-{0}", i * 1000)).collect();
+    let spaced = format!("Range: bytes={}", spaced.join(","));
+    let r = plain(addr, "GET", "/data.bin", &[&spaced]).await;
+    assert_eq!((r.status, r.body.len()), (200, 300_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsatisfiable_range_is_416() {
     let tree = Tree::new();
     let server = start(tree.config()).await;
@@ -462,4 +521,102 @@ async fn client_disconnect_mid_body_leaves_server_healthy() {
     }
     let r = plain(addr, "GET", "/sub/hello.txt", &[]).await;
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_senders_hold_no_connection_slots() {
+    const SLOTS: usize = 4;
+    let tree = Tree::new();
+    let config = ServerConfig {
+        max_connections: SLOTS,
+        header_timeout: Duration::from_secs(10),
+        ..tree.config()
+    };
+    let server = start(config).await;
+    let addr = server.local_addr();
+
+    // 4 x N clients that started a request and drip one header byte per second.
+    let mut drips = Vec::new();
+    for _ in 0..4 * SLOTS {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /data.bin HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        drips.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            for _ in 0..30 {
+                tick.tick().await;
+                if stream.write_all(b"X").await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    // Normal clients, one after the other, are each answered within 2 s.
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            plain(addr, "GET", "/sub/hello.txt", &[]),
+        )
+        .await
+        .expect("normal client waited behind slow header senders");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]));
+        eprintln!("normal client served after {:?}", asked.elapsed());
+    }
+    for drip in drips {
+        drip.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_is_given_back_when_the_response_is_sent() {
+    let tree = Tree::new();
+    let config = ServerConfig {
+        max_connections: 1,
+        header_timeout: Duration::from_secs(10),
+        ..tree.config()
+    };
+    let server = start(config).await;
+    let addr = server.local_addr();
+
+    // A keep-alive client is answered, then drips its next request's headers.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /sub/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"\r\n\r\nhello\n") {
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut kept, &mut buf),
+        )
+        .await
+        .expect("keep-alive client not answered")
+        .unwrap();
+        assert!(n > 0, "closed after {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    kept.write_all(b"GET /data.bin HTTP/1.1\r\n").await.unwrap();
+    let drip = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        for _ in 0..30 {
+            tick.tick().await;
+            if kept.write_all(b"X").await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let r = tokio::time::timeout(
+        Duration::from_secs(2),
+        plain(addr, "GET", "/sub/hello.txt", &[]),
+    )
+    .await
+    .expect("the only slot stayed with a connection between its requests");
+    assert_eq!(r.status, 200);
+    drip.abort();
 }
