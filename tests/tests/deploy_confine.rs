@@ -324,3 +324,38 @@ fn corrupt_etc_default_is_refused_naming_it() {
         conf
     );
 }
+
+#[test]
+fn fifo_in_local_etc_is_reported_in_text_and_json() {
+    let (w, dev, booted) = booted();
+    let fifo = dev.deployment(&booted).join("etc/fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    write(&w.src.join("usr/bin/tool"), b"tool v2");
+    release(&w, &dev, "2", 1_700_000_100);
+
+    let run = dev.run(&["deploy"], &["origin:main"]);
+    run.success();
+    assert!(
+        run.out().contains("skipped /etc/fifo: FIFO in /etc"),
+        "{}",
+        run.describe()
+    );
+    let r = dev.deploy(&[]);
+    let skipped = r["etc_skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{r}");
+    assert_eq!(skipped[0]["path"], "/etc/fifo");
+    let reason = skipped[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("FIFO in /etc: special files are not"),
+        "{r}"
+    );
+    let d = r["deployment"].as_str().unwrap().split_once('/').unwrap().1;
+    assert!(!dev.deployment(d).join("etc/fifo").exists());
+}
