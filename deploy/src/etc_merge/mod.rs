@@ -54,6 +54,8 @@ mod node;
 mod props;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
