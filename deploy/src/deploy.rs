@@ -553,15 +553,26 @@ fn clean_leftovers(
             remove_deployment(deploy_dir, dir, id)?;
         }
     }
-    for e in std::fs::read_dir(deploy_dir).at_path(deploy_dir)? {
-        let e = e.at_path(deploy_dir)?;
-        let name = e.file_name().to_string_lossy().into_owned();
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir).at_path(deploy_dir)? {
+        let name = e
+            .at_path(deploy_dir)?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    for name in names {
         // Every hidden name here is a temp: staging trees, the checkout's own temp beside
         // one (`..staging-*.tmp-*`), atomic-write temps.
         if name.starts_with('.') {
-            durable::remove_tree_at(dir, &name).at_path(e.path())?;
+            durable::remove_tree_at(dir, &name).at_path(deploy_dir.join(&name))?;
         } else if let Some(stem) = name.strip_suffix(".origin") {
-            if DeploymentId::parse(stem).is_ok() && !deploy_dir.join(stem).exists() {
+            if DeploymentId::parse(stem).is_ok()
+                && kind_at(dir, stem, &deploy_dir.join(stem))?.is_none()
+            {
                 let _ = rustix::fs::unlinkat(dir, name.as_str(), rustix::fs::AtFlags::empty());
             }
         }

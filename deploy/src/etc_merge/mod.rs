@@ -44,6 +44,11 @@
 //! symlink `x -> /` replaces a new default directory `x/` as a symlink; a new default
 //! symlink `x -> ../..` with local files below `x/` is replaced by a real directory.
 //! Trees nested deeper than 256 directories are refused.
+//!
+//! The deploy engine calls [`merge_at`] with the three roots and the destination's parent
+//! opened by itself without following symlinks, and with the object ids of the new
+//! defaults ([`Expected`]): each of those files is hashed while it is copied, and a copy
+//! that does not match its id fails the merge with [`Error::CorruptObject`].
 
 mod copy;
 mod diff;
