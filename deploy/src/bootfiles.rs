@@ -1,14 +1,23 @@
-//! Kernel and initramfs: found in the tree at `/usr/lib/modules/KVER/{vmlinuz,initramfs.img}`
+//! Kernel and initramfs: found in the commit at `/usr/lib/modules/KVER/{vmlinuz,initramfs.img}`
 //! (where OSTree looks), copied to the boot partition under
 //! `update/OS/KVER-CHECKSUM/`, one directory shared by every deployment with the same files.
+//!
+//! Both are found in the commit's listings and read from their store objects, hashed while
+//! read: never through the checked-out tree, so a symlinked kernel directory cannot point
+//! the copy at a host file, and a damaged object is refused by name instead of booted.
 
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use store::durable;
+use store::object::DirTree;
+use store::{CommitId, FileId, Repo};
 
 use crate::error::{Error, IoResultExt, Result};
+use crate::shape;
 
 /// The kernel's name in a tree and on the boot partition.
 pub const KERNEL: &str = "vmlinuz";
@@ -16,15 +25,15 @@ pub const KERNEL: &str = "vmlinuz";
 pub const INITRAMFS: &str = "initramfs.img";
 const MODULES: &str = "usr/lib/modules";
 
-/// The boot files of one tree.
+/// The boot files of one commit.
 #[derive(Clone, Debug)]
 pub struct BootFiles {
     /// The kernel version (the directory name under `/usr/lib/modules`).
     pub kver: String,
-    /// The kernel in the checked-out tree.
-    pub kernel: PathBuf,
-    /// The initramfs in the checked-out tree, if the tree has one.
-    pub initramfs: Option<PathBuf>,
+    /// The kernel's file object.
+    pub kernel: FileId,
+    /// The initramfs's file object, if the tree has one.
+    pub initramfs: Option<FileId>,
     /// `KVER-CHECKSUM`: the directory name on the boot partition.
     pub dir_name: String,
     /// Bytes the two files take.
@@ -32,29 +41,36 @@ pub struct BootFiles {
 }
 
 impl BootFiles {
-    /// Find the kernel in the tree checked out at `root`. Exactly one
-    /// `/usr/lib/modules/*/vmlinuz` must exist.
-    pub fn find(root: &Path) -> Result<BootFiles> {
-        let modules = root.join(MODULES);
-        let mut found = Vec::new();
-        let rd = match std::fs::read_dir(&modules) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::State(format!(
-                    "the tree has no /{MODULES}: a bootable tree needs /{MODULES}/KVER/{KERNEL}"
-                )))
-            }
-            Err(e) => return Err(e).at_path(&modules),
+    /// Find the kernel in the commit's tree. Exactly one `/usr/lib/modules/*/vmlinuz` must
+    /// exist; every entry of `/usr/lib/modules` that is a symlink, and a kernel or
+    /// initramfs that is not a regular file, is refused with [`Error::TreeShape`]. Both
+    /// files are read in full and checked against their ids ([`Error::CorruptObject`]).
+    pub fn find(repo: &Repo, commit: &CommitId) -> Result<BootFiles> {
+        let Some(modules) = shape::dir_at(repo, commit, MODULES)? else {
+            return Err(Error::State(format!(
+                "the tree has no /{MODULES}: a bootable tree needs /{MODULES}/KVER/{KERNEL}"
+            )));
         };
-        for e in rd {
-            let e = e.at_path(&modules)?;
-            let k = e.path().join(KERNEL);
-            if std::fs::symlink_metadata(&k).is_ok_and(|m| m.is_file()) {
-                found.push((e.file_name().to_string_lossy().into_owned(), k));
+        let listing = repo.read_dirtree(&modules)?;
+        for (name, id) in &listing.files {
+            let (header, _) = repo.read_file(id)?;
+            if header.is_symlink() {
+                return Err(shape::not_a(
+                    "a directory",
+                    &format!("/{MODULES}/{name}"),
+                    &header,
+                ));
             }
         }
-        found.sort();
-        let (kver, kernel) = match found.len() {
+        let mut found = Vec::new();
+        for (name, tree, _) in &listing.dirs {
+            let dir = format!("/{MODULES}/{name}");
+            let kdir = repo.read_dirtree(tree)?;
+            if let Some(k) = regular_file(repo, &kdir, KERNEL, &dir)? {
+                found.push((name.as_str().to_owned(), dir, kdir, k));
+            }
+        }
+        let (kver, dir, kdir, kernel) = match found.len() {
             1 => found.remove(0),
             0 => {
                 return Err(Error::State(format!(
@@ -84,17 +100,14 @@ impl BootFiles {
                 "use A-Z a-z 0-9 . _ - +",
             ));
         }
-        let initramfs = kernel.with_file_name(INITRAMFS);
-        let initramfs = std::fs::symlink_metadata(&initramfs)
-            .is_ok_and(|m| m.is_file())
-            .then_some(initramfs);
-        let mut hasher = blake3::Hasher::new();
-        let mut size = hash_file(&kernel, &mut hasher)?;
-        hasher.update(b"\0initramfs\0");
+        let initramfs = regular_file(repo, &kdir, INITRAMFS, &dir)?;
+        let mut sink = HashSink::default();
+        let mut size = copy_object(repo, &kernel, &format!("{dir}/{KERNEL}"), &mut sink, &dir)?;
+        sink.hasher.update(b"\0initramfs\0");
         if let Some(i) = &initramfs {
-            size += hash_file(i, &mut hasher)?;
+            size += copy_object(repo, i, &format!("{dir}/{INITRAMFS}"), &mut sink, &dir)?;
         }
-        let sum = hasher.finalize().to_hex();
+        let sum = sink.hasher.finalize().to_hex();
         let dir_name = format!("{kver}-{}", &sum[..32]);
         Ok(BootFiles {
             kver,
@@ -110,37 +123,65 @@ impl BootFiles {
         format!("update/{os}/{}", self.dir_name)
     }
 
-    /// Whether the boot partition already holds these files.
-    pub fn installed(&self, boot: &Path, os: &str) -> bool {
-        boot.join(self.rel_dir(os)).join(KERNEL).is_file()
+    /// Whether the boot partition already holds these files (looked up without following
+    /// symlinks).
+    pub fn installed(&self, boot: &Path, os: &str) -> Result<bool> {
+        let Some(parent) = open_os_dir(boot, os)? else {
+            return Ok(false);
+        };
+        let dir = match durable::open_dir_at(parent.as_fd(), self.dir_name.as_str()) {
+            Ok(d) => d,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(false),
+            Err(e) => return Err(e).at_path(boot.join(self.rel_dir(os))),
+        };
+        match rustix::fs::statat(&dir, KERNEL, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(FileType::from_raw_mode(st.st_mode) == FileType::RegularFile),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(e).at_path(boot.join(self.rel_dir(os)).join(KERNEL)),
+        }
     }
 
-    /// Copy the files to the boot partition unless they are there: into a temp directory,
-    /// each file fsynced, then one rename and an fsync of the parent. A crash leaves only a
-    /// temp directory that the next deploy removes.
-    pub fn install(&self, boot: &Path, os: &str) -> Result<()> {
-        if self.installed(boot, os) {
+    /// Copy the files from the store to the boot partition unless they are there: into a
+    /// temp directory, each file hashed while copied and fsynced, then one rename and an
+    /// fsync of the parent. A crash or a corrupt object leaves only a temp directory that
+    /// the next deploy removes.
+    pub fn install(&self, repo: &Repo, boot: &Path, os: &str) -> Result<()> {
+        if self.installed(boot, os)? {
             return Ok(());
         }
         let parent_rel = PathBuf::from("update").join(os);
         let parent_path = boot.join(&parent_rel);
-        let boot_fd = store::durable::open_dir(boot).at_path(boot)?;
+        let boot_fd = durable::open_dir(boot).at_path(boot)?;
         let parent = durable::mkdir_all_at(boot_fd.as_fd(), &parent_rel, &parent_path)?;
         let tmp = durable::temp_name(".tmp-boot-");
         let tmp_path = parent_path.join(&tmp);
-        rustix::fs::mkdirat(
-            &parent,
-            tmp.as_str(),
-            rustix::fs::Mode::from_raw_mode(0o755),
-        )
-        .at_path(&tmp_path)?;
+        rustix::fs::mkdirat(&parent, tmp.as_str(), Mode::from_raw_mode(0o755))
+            .at_path(&tmp_path)?;
         let result = (|| {
-            copy_synced(&self.kernel, &tmp_path.join(KERNEL))?;
-            if let Some(i) = &self.initramfs {
-                copy_synced(i, &tmp_path.join(INITRAMFS))?;
+            let tmp_fd = durable::open_dir_at(parent.as_fd(), tmp.as_str()).at_path(&tmp_path)?;
+            let tree_dir = format!("/{MODULES}/{}", self.kver);
+            let mut files = vec![(self.kernel, KERNEL)];
+            files.extend(self.initramfs.map(|i| (i, INITRAMFS)));
+            for (id, name) in files {
+                let shown = tmp_path.join(name);
+                let fd = rustix::fs::openat(
+                    &tmp_fd,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )
+                .at_path(&shown)?;
+                let mut file = std::fs::File::from(fd);
+                let tree_path = format!("{tree_dir}/{name}");
+                copy_object(repo, &id, &tree_path, &mut file, &tree_dir)?;
+                file.flush().at_path(&shown)?;
+                file.sync_all().at_path(&shown)?;
             }
-            let d = std::fs::File::open(&tmp_path).at_path(&tmp_path)?;
-            d.sync_all().at_path(&tmp_path)?;
+            rustix::fs::fsync(&tmp_fd).at_path(&tmp_path)?;
             rustix::fs::renameat(&parent, tmp.as_str(), &parent, self.dir_name.as_str())
                 .at_path(parent_path.join(&self.dir_name))?;
             rustix::fs::fsync(&parent).at_path(&parent_path)
@@ -152,46 +193,92 @@ impl BootFiles {
     }
 }
 
-fn hash_file(path: &Path, hasher: &mut blake3::Hasher) -> Result<u64> {
-    let mut f = std::fs::File::open(path).at_path(path)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let r = f.read(&mut buf).at_path(path)?;
-        if r == 0 {
-            return Ok(n);
-        }
-        hasher.update(&buf[..r]);
-        n += r as u64;
+/// The regular file `name` of the kernel directory `dir` (a listing), `None` if it has
+/// none; anything else under that name is refused.
+fn regular_file(repo: &Repo, kdir: &DirTree, name: &str, dir: &str) -> Result<Option<FileId>> {
+    let path = format!("{dir}/{name}");
+    if kdir.dirs.iter().any(|d| d.0.as_str() == name) {
+        return Err(Error::TreeShape {
+            path,
+            expected: "a regular file",
+            found: "a directory".to_owned(),
+        });
+    }
+    let Some((_, id)) = kdir.files.iter().find(|f| f.0.as_str() == name) else {
+        return Ok(None);
+    };
+    let (header, _) = repo.read_file(id)?;
+    if header.is_symlink() {
+        return Err(shape::not_a("a regular file", &path, &header));
+    }
+    Ok(Some(*id))
+}
+
+/// Stream the object `id` (at `path` in the tree) into `to`, verified; its size.
+fn copy_object(
+    repo: &Repo,
+    id: &FileId,
+    path: &str,
+    to: &mut dyn Write,
+    shown: &str,
+) -> Result<u64> {
+    let header = repo
+        .copy_file_verified(id, to, Path::new(shown))
+        .map_err(|e| shape::at_object(e, id, path))?;
+    Ok(header.size)
+}
+
+/// Hashes what is written to it: the boot directory's checksum is over the contents.
+#[derive(Default)]
+struct HashSink {
+    hasher: blake3::Hasher,
+}
+
+impl Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-fn copy_synced(from: &Path, to: &Path) -> Result<()> {
-    let mut src = std::fs::File::open(from).at_path(from)?;
-    let mut dst = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .at_path(to)?;
-    std::io::copy(&mut src, &mut dst).at_path(to)?;
-    dst.flush().at_path(to)?;
-    dst.sync_all().at_path(to)
+/// `update/OS` on the boot partition, opened without following symlinks below `boot`;
+/// `None` if it does not exist.
+fn open_os_dir(boot: &Path, os: &str) -> Result<Option<OwnedFd>> {
+    let boot_fd = durable::open_dir(boot).at_path(boot)?;
+    let mut cur = boot_fd;
+    let mut shown = boot.to_path_buf();
+    for name in ["update", os] {
+        shown.push(name);
+        cur = match durable::open_dir_at(cur.as_fd(), name) {
+            Ok(d) => d,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e).at_path(&shown),
+        };
+    }
+    Ok(Some(cur))
 }
 
 /// Remove boot file directories of `os` that no entry names any more, and temp
 /// directories left by an interrupted install.
 pub fn remove_unused(boot: &Path, os: &str, used: &[String]) -> Result<Vec<String>> {
     let parent = boot.join("update").join(os);
-    let rd = match std::fs::read_dir(&parent) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).at_path(&parent),
+    let Some(fd) = open_os_dir(boot, os)? else {
+        return Ok(Vec::new());
     };
-    let fd = store::durable::open_dir(&parent).at_path(&parent)?;
-    let mut removed = Vec::new();
-    for e in rd {
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(&fd).at_path(&parent)? {
         let e = e.at_path(&parent)?;
         let name = e.file_name().to_string_lossy().into_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    let mut removed = Vec::new();
+    for name in names {
         let rel = format!("update/{os}/{name}");
         if used.contains(&rel) {
             continue;

@@ -16,14 +16,18 @@
 //! 5. Cleanup: entries of deployments no longer kept are removed first, then their
 //!    directories, then boot files no entry names. A crash here leaves extra files only.
 
-use std::os::fd::AsFd;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rustix::fs::{AtFlags, FileType, Mode};
+use rustix::io::Errno;
 use store::checkout::{checkout, CheckoutOptions, CheckoutStats, LinkMode};
 use store::durable;
 use store::remote::Remote;
 use store::sign::{verify_commit, TrustedKeys};
+use store::walk::{Node, WalkOptions, Walker};
 use store::{CommitId, Repo};
 
 use crate::bls::{EntriesDir, Entry, EntryName};
@@ -31,7 +35,8 @@ use crate::bootfiles::{self, BootFiles, INITRAMFS, KERNEL};
 use crate::cmdline::DEPLOYMENT_KARG;
 use crate::deployment::{DeploymentId, DeploymentRef, Origin};
 use crate::error::{Error, IoResultExt, Result};
-use crate::etc_merge::{self, MergeReport};
+use crate::etc_merge::{self, Expected, MergeAt, MergeReport, Root};
+use crate::shape;
 use crate::space;
 use crate::state::{Deployment, State};
 use crate::sysroot::{validate_karg, Sysroot};
@@ -144,6 +149,13 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
         }
     }
 
+    // The tree's shape, the boot files and the /etc defaults are checked in the store
+    // first: a commit that would have deploy reach outside the sysroot, or whose copied
+    // files are damaged, is refused before anything is written.
+    shape::check(&repo, &commit_id)?;
+    let files = BootFiles::find(&repo, &commit_id)?;
+    let expected = etc_defaults(&repo, &commit_id)?;
+
     let deploy_dir = sysroot.deployments_dir(&os);
     let dir_fd = store::durable::open_dir(&deploy_dir).at_path(&deploy_dir)?;
     clean_leftovers(&deploy_dir, dir_fd.as_fd(), &state)?;
@@ -155,14 +167,17 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
 
     // Free space, before anything is written.
     let need = space::estimate(&repo, &commit_id)?;
-    space::check(&deploy_dir, need.sysroot)?;
+    space::check(dir_fd.as_fd(), &deploy_dir, need.sysroot)?;
 
     let serial = (0u32..).find(|n| {
         let id = DeploymentId {
             commit: commit_id,
             serial: *n,
         };
-        !deploy_dir.join(id.to_string()).exists() && !state.deployments.iter().any(|d| d.id == id)
+        matches!(
+            rustix::fs::statat(&dir_fd, id.to_string().as_str(), AtFlags::SYMLINK_NOFOLLOW),
+            Err(Errno::NOENT)
+        ) && !state.deployments.iter().any(|d| d.id == id)
     });
     let id = DeploymentId {
         commit: commit_id,
@@ -180,33 +195,65 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
                 mode: LinkMode::Hardlink,
             },
         )?;
-        prepare_tree(&staging)?;
-        let files = BootFiles::find(&staging)?;
-        let copied = !files.installed(&boot, &os);
+        let root = durable::open_dir_at(dir_fd.as_fd(), staging_name.as_str()).at_path(&staging)?;
+        prepare_tree(root.as_fd(), &staging)?;
+        let copied = !files.installed(&boot, &os)?;
         if copied {
-            space::check(&boot, files.size + 64 * 1024)?;
+            let boot_fd = durable::open_dir(&boot).at_path(&boot)?;
+            space::check(boot_fd.as_fd(), &boot, files.size + 64 * 1024)?;
         }
-        let merge = match merge_from {
-            Some(d) => {
-                let old = deploy_dir.join(d.id.to_string());
-                let old_defaults = old.join("usr/etc");
-                let local = old.join("etc");
-                Some(etc_merge::merge(
-                    old_defaults.is_dir().then_some(old_defaults.as_path()),
-                    local.is_dir().then_some(local.as_path()),
-                    &staging.join("usr/etc"),
-                    &staging.join("etc"),
-                )?)
-            }
-            None => {
-                etc_merge::merge(None, None, &staging.join("usr/etc"), &staging.join("etc"))?;
-                None
-            }
+        let usr = staging.join("usr");
+        let usr_fd = durable::open_dir_at(root.as_fd(), "usr").at_path(&usr)?;
+        let new_defaults = usr.join("etc");
+        let new_fd = durable::open_dir_at(usr_fd.as_fd(), "etc").at_path(&new_defaults)?;
+        // The old deployment's trees, each opened without following a symlink; one that
+        // is not a real directory counts as absent.
+        let old = merge_from.map(|d| deploy_dir.join(d.id.to_string()));
+        let old_fd = match (&old, merge_from) {
+            (Some(p), Some(d)) => sub_dir(dir_fd.as_fd(), &d.id.to_string(), p)?,
+            _ => None,
         };
-        files.install(&boot, &os)?;
-        Ok::<_, Error>((stats, files, copied, merge))
+        let old_usr = match (&old_fd, &old) {
+            (Some(fd), Some(p)) => sub_dir(fd.as_fd(), "usr", &p.join("usr"))?,
+            _ => None,
+        };
+        let (old_defaults_path, local_path) = match &old {
+            Some(p) => (p.join("usr/etc"), p.join("etc")),
+            None => (PathBuf::new(), PathBuf::new()),
+        };
+        let old_defaults = match &old_usr {
+            Some(fd) => sub_dir(fd.as_fd(), "etc", &old_defaults_path)?,
+            None => None,
+        };
+        let local = match &old_fd {
+            Some(fd) => sub_dir(fd.as_fd(), "etc", &local_path)?,
+            None => None,
+        };
+        let report = etc_merge::merge_at(&MergeAt {
+            old_defaults: old_defaults.as_ref().map(|fd| Root {
+                fd: fd.as_fd(),
+                path: &old_defaults_path,
+            }),
+            local: local.as_ref().map(|fd| Root {
+                fd: fd.as_fd(),
+                path: &local_path,
+            }),
+            new_defaults: Root {
+                fd: new_fd.as_fd(),
+                path: &new_defaults,
+            },
+            dest_parent: Root {
+                fd: root.as_fd(),
+                path: &staging,
+            },
+            dest_name: OsStr::new("etc"),
+            expected: Some(&expected),
+        })?;
+        let merge = merge_from.map(|_| report);
+        files.install(&repo, &boot, &os)?;
+        Ok::<_, Error>((stats, copied, merge))
     })();
-    let (stats, files, copied, merge) = match result {
+    let (stats, copied, merge) = match result {
         Ok(r) => r,
         Err(e) => {
             let _ = durable::remove_tree_at(dir_fd.as_fd(), &staging_name);
@@ -343,42 +390,98 @@ fn verify(repo: &Repo, refspec: &str, commit: &CommitId) -> Result<Vec<String>> 
 }
 
 /// Shape a fresh checkout into a deployment: `/usr/etc` holds the defaults (a tree with only
-/// `/etc` gets it moved there), and the mount points `prepare-root` needs exist.
-fn prepare_tree(root: &Path) -> Result<()> {
-    let etc = root.join("etc");
-    let usr_etc = root.join("usr/etc");
-    let etc_is_dir = std::fs::symlink_metadata(&etc).map(|m| m.is_dir());
-    let usr_etc_is_dir = std::fs::symlink_metadata(&usr_etc).map(|m| m.is_dir());
-    match (etc_is_dir, usr_etc_is_dir) {
-        (Ok(true), Ok(true)) => {
+/// `/etc` gets it moved there), and the mount points `prepare-root` needs exist. Everything
+/// is relative to the handle `root` of the checkout (shown as `shown`), and nothing is
+/// followed through a symlink.
+fn prepare_tree(root: BorrowedFd<'_>, shown: &Path) -> Result<()> {
+    let etc = kind_at(root, "etc", &shown.join("etc"))?;
+    let usr = durable::mkdir_all_at(root, Path::new("usr"), &shown.join("usr"))?;
+    let usr_etc = kind_at(usr.as_fd(), "etc", &shown.join("usr/etc"))?;
+    let is_dir = |k: Option<FileType>| k.map(|k| k == FileType::Directory);
+    match (is_dir(etc), is_dir(usr_etc)) {
+        (Some(true), Some(true)) => {
             return Err(Error::State(
                 "the tree has both /etc and /usr/etc: commit the defaults in one of them".into(),
             ))
         }
-        (Ok(true), Err(_)) => {
-            std::fs::create_dir_all(root.join("usr")).at_path(root.join("usr"))?;
-            std::fs::rename(&etc, &usr_etc).at_path(&usr_etc)?;
+        (Some(true), None) => {
+            rustix::fs::renameat(root, "etc", &usr, "etc").at_path(shown.join("usr/etc"))?;
         }
-        (Ok(false), _) => return Err(Error::State("the tree's /etc is not a directory".into())),
-        (_, Ok(false)) => {
+        (Some(false), _) => return Err(Error::State("the tree's /etc is not a directory".into())),
+        (_, Some(false)) => {
             return Err(Error::State(
                 "the tree's /usr/etc is not a directory".into(),
             ))
         }
-        (Err(_), Err(_)) => {
-            std::fs::create_dir_all(&usr_etc).at_path(&usr_etc)?;
+        (None, None) => {
+            rustix::fs::mkdirat(&usr, "etc", Mode::from_raw_mode(0o755))
+                .at_path(shown.join("usr/etc"))?;
         }
-        (Err(_), Ok(true)) => {}
+        (None, Some(true)) => {}
     }
     for d in ["var", "sysroot"] {
-        let p = root.join(d);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(Error::State(format!("the tree's /{d} is not a directory"))),
-            Err(_) => std::fs::create_dir(&p).at_path(&p)?,
+        let p = shown.join(d);
+        match kind_at(root, d, &p)? {
+            Some(FileType::Directory) => {}
+            Some(_) => return Err(Error::State(format!("the tree's /{d} is not a directory"))),
+            None => rustix::fs::mkdirat(root, d, Mode::from_raw_mode(0o755)).at_path(&p)?,
         }
     }
     Ok(())
+}
+
+/// The type of `name` in `dir` (not following a symlink), `None` if there is nothing.
+fn kind_at(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Option<FileType>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e).at_path(shown),
+    }
+}
+
+/// The directory `name` in `dir`, opened without following a symlink; `None` if it is
+/// missing or not a real directory.
+fn sub_dir(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Option<OwnedFd>> {
+    match durable::open_dir_at(dir, name) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Ok(None),
+        Err(e) => Err(e).at_path(shown),
+    }
+}
+
+/// The commit's `/etc` defaults (its `/usr/etc`, or its `/etc` which becomes `/usr/etc`):
+/// every regular file's object id and header, for the merge to check the copies against.
+fn etc_defaults(repo: &Repo, commit: &CommitId) -> Result<Expected> {
+    let mut expected = Expected::default();
+    for prefix in ["usr/etc", "etc"] {
+        if shape::dir_at(repo, commit, prefix)?.is_none() {
+            continue;
+        }
+        let entry = store::walk::resolve_path(repo, commit, prefix)?;
+        let walk = Walker::from_entry(
+            repo,
+            entry,
+            WalkOptions {
+                metadata: true,
+                ..WalkOptions::default()
+            },
+        );
+        for e in walk {
+            let e = e?;
+            let Node::File { id, .. } = &e.node else {
+                continue;
+            };
+            let Some(header) = e.header(repo)? else {
+                continue;
+            };
+            if header.is_symlink() {
+                continue;
+            }
+            let rel = e.path.strip_prefix(prefix).unwrap_or(&e.path);
+            expected.insert(format!("/etc{rel}"), *id, header);
+        }
+    }
+    Ok(expected)
 }
 
 fn make_entry(
@@ -450,15 +553,26 @@ fn clean_leftovers(
             remove_deployment(deploy_dir, dir, id)?;
         }
     }
-    for e in std::fs::read_dir(deploy_dir).at_path(deploy_dir)? {
-        let e = e.at_path(deploy_dir)?;
-        let name = e.file_name().to_string_lossy().into_owned();
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir).at_path(deploy_dir)? {
+        let name = e
+            .at_path(deploy_dir)?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    for name in names {
         // Every hidden name here is a temp: staging trees, the checkout's own temp beside
         // one (`..staging-*.tmp-*`), atomic-write temps.
         if name.starts_with('.') {
-            durable::remove_tree_at(dir, &name).at_path(e.path())?;
+            durable::remove_tree_at(dir, &name).at_path(deploy_dir.join(&name))?;
         } else if let Some(stem) = name.strip_suffix(".origin") {
-            if DeploymentId::parse(stem).is_ok() && !deploy_dir.join(stem).exists() {
+            if DeploymentId::parse(stem).is_ok()
+                && kind_at(dir, stem, &deploy_dir.join(stem))?.is_none()
+            {
                 let _ = rustix::fs::unlinkat(dir, name.as_str(), rustix::fs::AtFlags::empty());
             }
         }

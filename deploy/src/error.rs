@@ -45,6 +45,29 @@ pub enum Error {
         /// Bytes free for it.
         available: u64,
     },
+    /// The commit's tree has something else where deploy needs a real directory (or a
+    /// regular file): refused before anything is written, so nothing is ever reached
+    /// through it.
+    #[error("the commit's {path} must be {expected}, but it is {found}")]
+    TreeShape {
+        /// The path in the tree, e.g. `/usr/lib/modules/6.1.0`.
+        path: String,
+        /// What deploy needs there ("a directory", "a regular file").
+        expected: &'static str,
+        /// What it is instead, e.g. "a symlink to /x".
+        found: String,
+    },
+    /// A file deploy copies (kernel, initramfs, an `/etc` default) does not hash to the
+    /// object id the commit names: the device's store is damaged.
+    #[error("refusing to deploy: {path} (object {id}) is corrupt in the store: {reason}; run `update fsck`")]
+    CorruptObject {
+        /// The file object.
+        id: store::FileId,
+        /// Its path in the tree.
+        path: String,
+        /// What the check found.
+        reason: String,
+    },
     /// The operation cannot be done in the sysroot's present state.
     #[error("{0}")]
     State(String),

@@ -16,6 +16,7 @@ pub mod cmdline;
 pub mod deploy;
 pub mod deployment;
 pub mod prepare_root;
+pub mod shape;
 pub mod space;
 pub mod state;
 pub mod sysroot;

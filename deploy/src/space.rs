@@ -1,5 +1,6 @@
 //! Free-space checks, so a deploy fails before writing rather than half way.
 
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use store::walk::{Node, WalkOptions, Walker};
@@ -29,14 +30,14 @@ pub fn estimate(repo: &Repo, commit: &CommitId) -> Result<Need> {
     })
 }
 
-/// Fail with [`Error::NoSpace`] unless the filesystem holding `dir` has `needed` bytes
-/// free for an unprivileged writer.
-pub fn check(dir: &Path, needed: u64) -> Result<()> {
-    let st = rustix::fs::statvfs(dir).at_path(dir)?;
+/// Fail with [`Error::NoSpace`] unless the filesystem holding the open directory `dir`
+/// (shown as `shown`) has `needed` bytes free for an unprivileged writer.
+pub fn check(dir: BorrowedFd<'_>, shown: &Path, needed: u64) -> Result<()> {
+    let st = rustix::fs::fstatvfs(dir).at_path(shown)?;
     let available = st.f_bavail.saturating_mul(st.f_frsize);
     if available < needed {
         return Err(Error::NoSpace {
-            path: dir.to_path_buf(),
+            path: shown.to_path_buf(),
             needed,
             available,
         });

@@ -74,6 +74,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 .collect(),
         )
     });
+    // Device nodes, FIFOs and sockets the merge left out of the new /etc.
+    let skipped: &[(String, String)] = r.merge.as_ref().map_or(&[], |m| &m.skipped);
     if a.json {
         let v = serde_json::json!({
             "deployment": r.deployment.to_string(),
@@ -83,6 +85,10 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             "signers": r.signers,
             "etc_changes_carried": carried,
             "etc_conflicts": conflicts,
+            "etc_skipped": skipped
+                .iter()
+                .map(|(path, reason)| serde_json::json!({ "path": path, "reason": reason }))
+                .collect::<Vec<_>>(),
             "files": r.checkout.files,
             "boot_files_copied": r.boot_files_copied,
             "removed": r.removed.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -118,6 +124,9 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     )?;
     for c in &conflicts {
         writeln!(out, "    conflict {c}")?;
+    }
+    for (path, reason) in skipped {
+        writeln!(out, "    skipped {path}: {reason}")?;
     }
     for d in &r.removed {
         writeln!(out, "  removed old deployment {d}")?;

@@ -7,6 +7,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -14,8 +15,11 @@ use std::path::Path;
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid, XattrFlags};
 use rustix::io::Errno;
 
+use store::object::FileHasher;
+
 use super::node::{self, Kind, Loc, Meta, Xattrs};
-use crate::error::{IoResultExt, Result};
+use super::Expected;
+use crate::error::{Error, IoResultExt, Result};
 
 /// Entries that were not copied: (path as the booted system sees it, why).
 pub(super) type Skipped = Vec<(String, String)>;
@@ -29,35 +33,45 @@ pub(super) struct Dest<'a> {
     pub shown: &'a Path,
 }
 
+/// Which tree a copy reads: its name for messages, and for the new defaults the object
+/// ids their files must hash to.
+#[derive(Clone, Copy)]
+pub(super) struct Source<'a> {
+    /// `/usr/etc` or `/etc`, named in the reason a special file is skipped.
+    pub side: &'a str,
+    /// Files of this tree are hashed while copied and must match.
+    pub expected: Option<&'a Expected>,
+}
+
 /// Copy `src` into `dst` under the same name: a file's bytes, a symlink's target, a
 /// directory with everything below it. Special files are left out and listed in
-/// `skipped` under `report_path`, named by `side` in the reason.
+/// `skipped` under `report_path`, named by `from.side` in the reason.
 pub(super) fn copy_entry(
     src: Loc<'_>,
     dst: Dest<'_>,
     report_path: &str,
-    side: &str,
+    from: Source<'_>,
     skipped: &mut Skipped,
     depth: usize,
 ) -> Result<()> {
     let dst_shown = dst.shown.join(src.name);
     match src.meta.kind {
-        Kind::File => copy_file(src, dst.dir, &dst_shown),
+        Kind::File => copy_file(src, dst.dir, &dst_shown, report_path, from.expected),
         Kind::Symlink => copy_symlink(src, dst.dir, &dst_shown),
         Kind::Dir => {
             node::check_depth(depth, src.shown)?;
-            let from = node::open_dir(src.dir, src.name, src.shown)?;
-            let attrs = node::xattrs_fd(from.as_fd(), src.shown)?;
+            let dir = node::open_dir(src.dir, src.name, src.shown)?;
+            let attrs = node::xattrs_fd(dir.as_fd(), src.shown)?;
             let to = make_dir(dst.dir, src.name, &dst_shown)?;
             copy_children(
-                from.as_fd(),
+                dir.as_fd(),
                 src.shown,
                 Dest {
                     dir: to.as_fd(),
                     shown: &dst_shown,
                 },
                 report_path,
-                side,
+                from,
                 skipped,
                 depth + 1,
             )?;
@@ -66,38 +80,41 @@ pub(super) fn copy_entry(
         Kind::Special(what) => {
             skipped.push((
                 report_path.to_string(),
-                format!("{what} in {side}: special files are not copied into a deployment"),
+                format!(
+                    "{what} in {}: special files are not copied into a deployment",
+                    from.side
+                ),
             ));
             Ok(())
         }
     }
 }
 
-/// Copy every entry of the directory `from` into `to`.
+/// Copy every entry of the directory `dir` into `to`.
 pub(super) fn copy_children(
-    from: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
     from_shown: &Path,
     to: Dest<'_>,
     report_path: &str,
-    side: &str,
+    from: Source<'_>,
     skipped: &mut Skipped,
     depth: usize,
 ) -> Result<()> {
     node::check_depth(depth, from_shown)?;
-    for name in node::list(from, from_shown)? {
+    for name in node::list(dir, from_shown)? {
         let shown = from_shown.join(&name);
         // Vanished since the listing: nothing to copy.
-        let Some(meta) = node::lstat(from, &name, &shown)? else {
+        let Some(meta) = node::lstat(dir, &name, &shown)? else {
             continue;
         };
         let src = Loc {
-            dir: from,
+            dir,
             name: &name,
             shown: &shown,
             meta,
         };
         let path = format!("{report_path}/{}", name.to_string_lossy());
-        copy_entry(src, to, &path, side, skipped, depth)?;
+        copy_entry(src, to, &path, from, skipped, depth)?;
     }
     Ok(())
 }
@@ -108,7 +125,13 @@ pub(super) fn make_dir(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Resul
     node::open_dir(dir, name, shown)
 }
 
-fn copy_file(src: Loc<'_>, dir: BorrowedFd<'_>, shown: &Path) -> Result<()> {
+fn copy_file(
+    src: Loc<'_>,
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+    report_path: &str,
+    expected: Option<&Expected>,
+) -> Result<()> {
     let mut from = node::open_file(src.dir, src.name, src.shown)?;
     let attrs = node::xattrs_fd(from.as_fd(), src.shown)?;
     let to = rustix::fs::openat(
@@ -119,10 +142,62 @@ fn copy_file(src: Loc<'_>, dir: BorrowedFd<'_>, shown: &Path) -> Result<()> {
     )
     .at_path(shown)?;
     let mut to = File::from(to);
-    // `io::copy` between two files uses copy_file_range: a real copy (at most a
-    // copy-on-write reflink), never a hardlink into the store.
-    std::io::copy(&mut from, &mut to).at_path(shown)?;
+    match expected {
+        // A file of the new defaults shares its inode with a store object: hash the very
+        // bytes copied and compare them with the object id the commit names.
+        Some(expected) => {
+            copy_verified(&mut from, &mut to, src.shown, shown, report_path, expected)?
+        }
+        // `io::copy` between two files uses copy_file_range: a real copy (at most a
+        // copy-on-write reflink), never a hardlink into the store.
+        None => {
+            std::io::copy(&mut from, &mut to).at_path(shown)?;
+        }
+    }
     set_meta(to.as_fd(), &src.meta, &attrs, shown)
+}
+
+/// Copy `from` to `to`, hashing the bytes as a file object with the header the commit
+/// gives `report_path`; a mismatch is an [`Error::CorruptObject`].
+fn copy_verified(
+    from: &mut File,
+    to: &mut File,
+    from_shown: &Path,
+    shown: &Path,
+    report_path: &str,
+    expected: &Expected,
+) -> Result<()> {
+    let tree_path = format!("/usr{report_path}");
+    let Some((id, header)) = expected.get(report_path) else {
+        return Err(Error::State(format!(
+            "{}: not a file of the commit's /usr/etc; it changed after the checkout",
+            from_shown.display()
+        )));
+    };
+    let mut hasher = FileHasher::new(header);
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).at_path(from_shown)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        to.write_all(&buf[..n]).at_path(shown)?;
+    }
+    let reason = if total != header.size {
+        format!("{total} bytes, the object's header says {}", header.size)
+    } else if hasher.finish() != *id {
+        "content does not hash to its id".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(Error::CorruptObject {
+        id: *id,
+        path: tree_path,
+        reason,
+    })
 }
 
 fn copy_symlink(src: Loc<'_>, dir: BorrowedFd<'_>, shown: &Path) -> Result<()> {

@@ -44,6 +44,11 @@
 //! symlink `x -> /` replaces a new default directory `x/` as a symlink; a new default
 //! symlink `x -> ../..` with local files below `x/` is replaced by a real directory.
 //! Trees nested deeper than 256 directories are refused.
+//!
+//! The deploy engine calls [`merge_at`] with the three roots and the destination's parent
+//! opened by itself without following symlinks, and with the object ids of the new
+//! defaults ([`Expected`]): each of those files is hashed while it is copied, and a copy
+//! that does not match its id fails the merge with [`Error::CorruptObject`].
 
 mod copy;
 mod diff;
@@ -54,17 +59,22 @@ mod node;
 mod props;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use self::copy::Dest;
+use store::object::FileHeader;
+use store::FileId;
+
+use self::copy::{Dest, Source};
 use self::diff::{Action, Change, Side};
 use self::node::{Kind, Loc, Meta};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoResultExt, Result};
 
 /// What the merge did, for the report printed by `update deploy`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -163,23 +173,94 @@ pub fn merge(
         _ => Path::new("."),
     };
     let parent_fd = node::open_root(parent)?;
-    let new = Tree::open(new_defaults)?;
+    let new = node::open_root(new_defaults)?;
+    let old = old_defaults.map(node::open_root).transpose()?;
+    let loc = local.map(node::open_root).transpose()?;
+    fn root<'a>(fd: &'a OwnedFd, path: &'a Path) -> Root<'a> {
+        Root {
+            fd: fd.as_fd(),
+            path,
+        }
+    }
+    merge_at(&MergeAt {
+        old_defaults: old.as_ref().zip(old_defaults).map(|(f, p)| root(f, p)),
+        local: loc.as_ref().zip(local).map(|(f, p)| root(f, p)),
+        new_defaults: root(&new, new_defaults),
+        dest_parent: root(&parent_fd, parent),
+        dest_name,
+        expected: None,
+    })
+}
+
+/// A directory the caller opened (the deploy engine: without following symlinks), and
+/// its path for messages.
+#[derive(Clone, Copy, Debug)]
+pub struct Root<'a> {
+    /// The open directory.
+    pub fd: BorrowedFd<'a>,
+    /// Its path, for messages.
+    pub path: &'a Path,
+}
+
+/// The inputs of [`merge_at`]: [`merge`]'s, as open directories.
+#[derive(Clone, Copy, Debug)]
+pub struct MergeAt<'a> {
+    /// The old deployment's `/usr/etc` (`None` on a first deployment).
+    pub old_defaults: Option<Root<'a>>,
+    /// The running `/etc` (`None` if absent).
+    pub local: Option<Root<'a>>,
+    /// The new deployment's `/usr/etc`.
+    pub new_defaults: Root<'a>,
+    /// The directory to create the merged `/etc` in.
+    pub dest_parent: Root<'a>,
+    /// The merged `/etc`'s name in `dest_parent` (it must not exist).
+    pub dest_name: &'a OsStr,
+    /// What the files of `new_defaults` must hash to; `None`: copied unchecked.
+    pub expected: Option<&'a Expected>,
+}
+
+/// [`merge`] on directories the caller opened. With [`MergeAt::expected`], every file
+/// copied from the new defaults is hashed while copied and a mismatch fails the merge
+/// with [`Error::CorruptObject`].
+pub fn merge_at(m: &MergeAt<'_>) -> Result<MergeReport> {
+    let new = Tree::dup(m.new_defaults)?;
     // Without a baseline there is no telling local changes from old defaults.
-    let base = match (old_defaults, local) {
-        (Some(o), Some(l)) => Some((Tree::open(o)?, Tree::open(l)?)),
+    let base = match (m.old_defaults, m.local) {
+        (Some(o), Some(l)) => Some((Tree::dup(o)?, Tree::dup(l)?)),
         _ => None,
     };
-    let dest_fd = copy::make_dir(parent_fd.as_fd(), dest_name, dest)?;
+    let dest = m.dest_parent.path.join(m.dest_name);
+    let parent_fd = m.dest_parent.fd;
+    let dest_fd = copy::make_dir(parent_fd, m.dest_name, &dest)?;
     let dest_tree = Tree {
         fd: dest_fd,
-        path: dest.to_path_buf(),
+        path: dest.clone(),
     };
-    let result = fill(&new, base.as_ref(), &dest_tree);
+    let result = fill(&new, base.as_ref(), &dest_tree, m.expected);
     if result.is_err() {
         // Best effort: the caller may retry with the same `dest`.
-        let _ = copy::remove_entry(parent_fd.as_fd(), dest_name, dest, 0);
+        let _ = copy::remove_entry(parent_fd, m.dest_name, &dest, 0);
     }
     result
+}
+
+/// The object ids of the new defaults' regular files, keyed by the path the booted system
+/// names them by (`/etc/REL`), with their headers: the merge hashes each such file while
+/// copying it and compares.
+#[derive(Debug, Default)]
+pub struct Expected {
+    files: HashMap<String, (FileId, FileHeader)>,
+}
+
+impl Expected {
+    /// Expect the file `/etc/REL` (`path`) to be the object `id` with `header`.
+    pub fn insert(&mut self, path: String, id: FileId, header: FileHeader) {
+        self.files.insert(path, (id, header));
+    }
+
+    fn get(&self, path: &str) -> Option<&(FileId, FileHeader)> {
+        self.files.get(path)
+    }
 }
 
 /// An input or output tree: its root handle and its path for messages.
@@ -189,10 +270,11 @@ struct Tree {
 }
 
 impl Tree {
-    fn open(path: &Path) -> Result<Tree> {
+    /// A handle of its own on the caller's directory.
+    fn dup(root: Root<'_>) -> Result<Tree> {
         Ok(Tree {
-            fd: node::open_root(path)?,
-            path: path.to_path_buf(),
+            fd: rustix::io::fcntl_dupfd_cloexec(root.fd, 0).at_path(root.path)?,
+            path: root.path.to_path_buf(),
         })
     }
 
@@ -210,7 +292,12 @@ impl Tree {
 }
 
 /// Fill the freshly created destination.
-fn fill(new: &Tree, base: Option<&(Tree, Tree)>, dest: &Tree) -> Result<MergeReport> {
+fn fill(
+    new: &Tree,
+    base: Option<&(Tree, Tree)>,
+    dest: &Tree,
+    expected: Option<&Expected>,
+) -> Result<MergeReport> {
     let mut report = MergeReport::default();
     let to = Dest {
         dir: dest.fd.as_fd(),
@@ -221,7 +308,10 @@ fn fill(new: &Tree, base: Option<&(Tree, Tree)>, dest: &Tree) -> Result<MergeRep
         &new.path,
         to,
         "/etc",
-        "/usr/etc",
+        Source {
+            side: "/usr/etc",
+            expected,
+        },
         &mut report.skipped,
         1,
     )?;
@@ -364,7 +454,10 @@ impl Apply<'_> {
             src.loc(name),
             to,
             &path,
-            "/etc",
+            Source {
+                side: "/etc",
+                expected: None,
+            },
             &mut self.report.skipped,
             1,
         )

@@ -1,9 +1,9 @@
 //! Reading objects: where each lives, and reading it back verified.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -295,6 +295,20 @@ impl Repo {
     /// Re-read a file object in full and check that it hashes to its id and has exactly
     /// the declared size.
     pub fn verify_file(&self, id: &FileId) -> Result<FileHeader> {
+        self.copy_file_verified(id, &mut io::sink(), Path::new("/dev/null"))
+    }
+
+    /// Stream a file object's content into `to` while hashing it; fails with
+    /// [`Error::Corrupt`] if it does not hash to its id or differs from the declared size.
+    /// The bytes written are exactly the bytes hashed: a caller that discards `to` on an
+    /// error never keeps unverified content. A symlink writes nothing. `to_shown` names
+    /// `to` in a write error.
+    pub fn copy_file_verified(
+        &self,
+        id: &FileId,
+        to: &mut dyn Write,
+        to_shown: &Path,
+    ) -> Result<FileHeader> {
         let (header, content) = self.read_file(id)?;
         let mut h = FileHasher::new(&header);
         if let FileContent::Regular(mut r) = content {
@@ -307,6 +321,7 @@ impl Repo {
                 }
                 total += n as u64;
                 h.update(&buf[..n]);
+                to.write_all(&buf[..n]).at_path(to_shown)?;
             }
             if total != header.size {
                 return Err(corrupt(
