@@ -242,13 +242,17 @@ pub fn reboot(command: &str) -> Result<()> {
         .arg("-c")
         .arg(command)
         .status()
-        .map_err(|e| Error::Other(format!("cannot run reboot command '{command}': {e}")))?;
+        .map_err(|source| Error::RebootSpawn {
+            command: command.to_owned(),
+            source,
+        })?;
     if st.success() {
         Ok(())
     } else {
-        Err(Error::Other(format!(
-            "reboot command '{command}' failed: {st}"
-        )))
+        Err(Error::RebootFailed {
+            command: command.to_owned(),
+            status: st,
+        })
     }
 }
 
@@ -379,7 +383,10 @@ mod tests {
         fn check(&mut self, _s: &Settings) -> Result<Check> {
             self.checks.set(self.checks.get() + 1);
             match self.checks.get() {
-                3 => Err(Error::Other("network down".into())),
+                3 => Err(Error::Backend {
+                    backend: "fake".into(),
+                    reason: "network down".into(),
+                }),
                 n => Ok(Check {
                     current: Some(v("a")),
                     available: Some(v(if n % 2 == 0 { "b" } else { "a" })),
@@ -461,7 +468,7 @@ mod tests {
             .map(|l| l["result"].as_str().unwrap())
             .collect();
         assert_eq!(results, ["nothing-to-do", "success", "error", "success"]);
-        assert_eq!(lines[2]["error"], "network down");
+        assert_eq!(lines[2]["error"], "backend fake: network down");
         assert!(!dir.path().join("rebooted").exists());
 
         // With reboots: the loop ends after the run that rebooted.

@@ -101,6 +101,16 @@ pub fn validate_backend_name(name: &str) -> Result<()> {
     }
 }
 
+/// The `backend` setting for `update config backend NAME`: `auto` unsets it (choose at each
+/// run), anything else must be a valid name.
+pub fn setting(name: &str) -> Result<Option<String>> {
+    if name == "auto" {
+        return Ok(None);
+    }
+    validate_backend_name(name)?;
+    Ok(Some(name.to_owned()))
+}
+
 /// The executable prefix of external backends.
 pub const PREFIX: &str = "update-backend-";
 
