@@ -143,9 +143,16 @@ pub fn split_source(url: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Check a log setting: `syslog` or an absolute path.
+/// Check a log setting: `syslog` or an absolute path (no control characters: the value is
+/// one line of the config file and of every warning naming it).
 pub fn validate_log(v: &str) -> Result<()> {
-    if v == SYSLOG || (v.starts_with('/') && !v.ends_with('/') && !v.contains('\0')) {
+    if v.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            format!("log '{}'", v.escape_debug()),
+            "may not contain control characters (accepted: syslog, or an absolute file path)",
+        ));
+    }
+    if v == SYSLOG || (v.starts_with('/') && !v.ends_with('/')) {
         Ok(())
     } else {
         Err(Error::invalid(

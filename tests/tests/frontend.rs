@@ -901,3 +901,26 @@ fn an_external_backend_speaks_the_protocol() {
     sys.config(&["backend", "nosuch"]).success();
     stderr_has(sys.run(&["--now"]).exit_code(3), &[NOT_IMPLEMENTED]);
 }
+
+// Regression tests of the hardening issue (14), items 15 and 16: what the user types gets
+// a message about what they typed.
+
+#[test]
+fn a_log_path_with_control_characters_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let sys = Sys::new(d, &d.join("cmdline"));
+    sys.config(&["log", "/var/log/update.jsonl"]).success();
+    let before = sys.file().unwrap();
+    for bad in [
+        "/var/log/a\nverify = false",
+        "/var/log/a\tb",
+        "/var/log/\u{1b}[2Jx",
+    ] {
+        let r = sys.config(&["log", bad]);
+        r.exit_code(1);
+        stderr_has(&r, &["invalid log", "may not contain control characters"]);
+        assert_eq!(sys.file().unwrap(), before, "{bad:?} changed the file");
+    }
+    assert_eq!(sys.show()["log"], "/var/log/update.jsonl");
+}
