@@ -82,7 +82,7 @@ pub fn parse_text(text: &str) -> Result<String> {
 }
 
 /// Read a public key given as base64 text or as the path of a `.pub` file; refuses
-/// malformed and weak keys, and secret key files.
+/// malformed and weak keys, secret key files, and paths of files that cannot be read.
 pub fn parse(given: &str) -> Result<String> {
     let p = Path::new(given);
     if p.is_file() {
@@ -95,7 +95,24 @@ pub fn parse(given: &str) -> Result<String> {
         })?;
         return parse_text(&text);
     }
-    parse_text(given)
+    match parse_text(given) {
+        Ok(k) => Ok(k),
+        // Not a key, and '.' is no base64 character and '/' rarely starts one: the user
+        // meant a file, so say what is wrong with the file rather than with the base64.
+        Err(_) if looks_like_path(given) => Err(Error::KeyFile {
+            path: p.into(),
+            source: match std::fs::metadata(p) {
+                Err(e) => e,
+                Ok(_) => std::io::Error::other("not a regular file"),
+            },
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether text that is not a key was meant as a file path.
+fn looks_like_path(given: &str) -> bool {
+    given.contains('.') || given.starts_with('/') || given.ends_with('/')
 }
 
 /// Apply `update config key ACTION NAME [KEY]` to `keys`.
@@ -152,6 +169,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn paths_and_text() {
+        assert!(looks_like_path("/etc/update/release.pub"));
+        assert!(looks_like_path("release.pub"));
+        assert!(!looks_like_path("AAAA"));
+        assert!(matches!(
+            parse("/nonexistent/release.pub"),
+            Err(Error::KeyFile { .. })
+        ));
+        assert!(matches!(parse("AAAA"), Err(Error::BadKey { .. })));
     }
 
     #[test]

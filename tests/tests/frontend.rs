@@ -924,3 +924,29 @@ fn a_log_path_with_control_characters_is_refused() {
     }
     assert_eq!(sys.show()["log"], "/var/log/update.jsonl");
 }
+
+#[test]
+fn a_missing_key_file_is_named_not_parsed_as_base64() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let sys = Sys::new(d, &d.join("cmdline"));
+    let missing = d.join("missing.pub");
+    for given in [s(&missing), "/nonexistent/release.pub", "release.pub"] {
+        let r = sys.config(&["key", "add", "release", given]);
+        r.exit_code(1);
+        stderr_has(
+            &r,
+            &[
+                &format!("invalid key file {given}"),
+                "No such file or directory",
+            ],
+        );
+        assert!(!r.stderr.contains("base64:"), "{}", r.describe());
+    }
+    // A directory is not a key file either; text that is no path is still judged as a key.
+    let r = sys.config(&["key", "add", "release", s(d)]);
+    stderr_has(r.exit_code(1), &["invalid key file", "not a regular file"]);
+    let r = sys.config(&["key", "add", "release", "AAAA"]);
+    stderr_has(r.exit_code(1), &["invalid public key"]);
+    assert!(sys.file().is_none(), "nothing was saved");
+}
