@@ -950,3 +950,20 @@ fn a_missing_key_file_is_named_not_parsed_as_base64() {
     stderr_has(r.exit_code(1), &["invalid public key"]);
     assert!(sys.file().is_none(), "nothing was saved");
 }
+
+#[test]
+fn a_negative_boot_retry_limit_gets_the_accepted_range() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let sys = Sys::new(d, &d.join("cmdline"));
+    for n in ["-3", "-1", "-0"] {
+        let r = sys.config(&["boot-retry-limit", n]);
+        r.exit_code(1);
+        stderr_has(
+            &r,
+            &[&format!("boot-retry-limit '{n}'"), "an integer from 1 to 9"],
+        );
+        assert!(!r.stderr.contains("-- "), "no clap hint: {}", r.describe());
+    }
+    assert!(sys.file().is_none(), "nothing was saved");
+}

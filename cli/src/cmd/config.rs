@@ -100,6 +100,9 @@ enum Setting {
     )]
     BootRetryLimit {
         /// The number of tries.
+        // A negative number is a value (refused by the front end with the accepted range),
+        // not an unknown option.
+        #[arg(allow_negative_numbers = true)]
         n: String,
     },
     /// Use mutual TLS with the source (needs tls-client-cert and tls-client-key).
