@@ -967,3 +967,34 @@ fn a_negative_boot_retry_limit_gets_the_accepted_range() {
     }
     assert!(sys.file().is_none(), "nothing was saved");
 }
+
+#[test]
+fn status_json_names_the_sysroot_by_its_absolute_path() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().canonicalize().unwrap();
+    std::fs::create_dir_all(d.join("sys")).unwrap();
+    std::fs::write(d.join("cmdline"), "quiet\n").unwrap();
+    update([
+        "sysroot",
+        "init",
+        "--sysroot",
+        s(&d.join("sys")),
+        "--os",
+        "os",
+        "--boot",
+        s(&d.join("sys/boot")),
+    ])
+    .success();
+    let mut cmd = Command::new(update_bin());
+    cmd.current_dir(&d).args([
+        "status",
+        "--sysroot",
+        "sys",
+        "--proc-cmdline",
+        "cmdline",
+        "--json",
+    ]);
+    let r = run_command(cmd, Duration::from_secs(60));
+    let v: Value = serde_json::from_str(r.success().out()).unwrap();
+    assert_eq!(v["sysroot"], json!(d.join("sys")), "{v:#}");
+}
