@@ -998,3 +998,49 @@ fn status_json_names_the_sysroot_by_its_absolute_path() {
     let v: Value = serde_json::from_str(r.success().out()).unwrap();
     assert_eq!(v["sysroot"], json!(d.join("sys")), "{v:#}");
 }
+
+#[test]
+fn an_audit_log_that_cannot_be_written_is_reported_once() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let mut sys = Sys::new(d, &d.join("cmdline"));
+    // No syslog daemon: the socket is not there.
+    sys.sock = d.join("no-syslog/log.sock");
+    let warning = format!(
+        "warning: could not write the audit log to syslog (socket {})",
+        sys.sock.display()
+    );
+    // The "Not implemented" line.
+    let r = sys.run(&["--now"]);
+    r.exit_code(3);
+    stderr_has(
+        &r,
+        &[NOT_IMPLEMENTED, &warning, "No such file or directory"],
+    );
+    assert_eq!(r.stderr.matches(&warning).count(), 1, "{}", r.describe());
+    // A run with a backend: its audit line.
+    let bin = d.join("bin");
+    backend(&bin, "fake", FAKE);
+    let check = json!({"ok": true, "result": {"current": {"commit": "aaa", "version": "1"},
+        "available": {"commit": "aaa", "version": "1"}, "update_available": false}});
+    std::fs::write(bin.join("check.json"), check.to_string()).unwrap();
+    sys.config(&["source", "https://updates.example.com/os"])
+        .success();
+    let r = sys.run(&["--now"]);
+    out_has(&r, "nothing to do");
+    stderr_has(&r, &[&warning]);
+    assert_eq!(r.stderr.matches("warning: could not write").count(), 1);
+    // A log file that cannot be created names the file.
+    sys.config(&["log", &format!("{}/log.jsonl", d.join("cmdline").display())])
+        .success();
+    std::fs::write(d.join("cmdline"), "quiet\n").unwrap();
+    let r = sys.run(&["--now"]);
+    out_has(&r, "nothing to do");
+    stderr_has(
+        &r,
+        &[&format!(
+            "warning: could not write the audit log to {}/log.jsonl",
+            d.join("cmdline").display()
+        )],
+    );
+}
