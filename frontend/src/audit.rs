@@ -21,14 +21,8 @@ use crate::error::{Error, Result};
 /// The syslog socket unless `$UPDATE_SYSLOG_SOCKET` names another.
 pub const DEV_LOG: &str = "/dev/log";
 
-/// A commit and its version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Version {
-    /// The commit id.
-    pub commit: String,
-    /// Its `version` metadata.
-    pub version: Option<String>,
-}
+/// A commit and its version: the backend protocol's `V`, also in audit lines.
+pub use backend_protocol::Version;
 
 /// How an attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
