@@ -201,7 +201,34 @@ pub fn validate_retries(n: &str) -> Result<u32> {
     }
 }
 
+/// The flags of one `update` run that override the config: `--secure`, `--verify`,
+/// `--source`, as typed.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--secure true|false`.
+    pub secure: Option<String>,
+    /// `--verify true|false`.
+    pub verify: Option<String>,
+    /// `--source URL[#REF]`.
+    pub source: Option<String>,
+}
+
 impl Config {
+    /// The config with a run's flags applied, each checked as `update config` checks it.
+    pub fn with_overrides(mut self, o: &Overrides) -> Result<Config> {
+        if let Some(v) = &o.secure {
+            self.secure = parse_bool("--secure", v)?;
+        }
+        if let Some(v) = &o.verify {
+            self.verify = parse_bool("--verify", v)?;
+        }
+        if let Some(s) = &o.source {
+            validate_source(s)?;
+            self.source = Some(s.clone());
+        }
+        Ok(self)
+    }
+
     /// The config file under `root`.
     pub fn path(root: &Path) -> PathBuf {
         root.join(CONFIG_PATH)
