@@ -1,14 +1,13 @@
 //! `update-backend-ostree`: adapts Debian's `ostree` (`ostree pull`, `ostree admin deploy`,
 //! `ostree admin status`) to the update front end's backend protocol (docs/backends.md).
 //!
-//! One JSON request on stdin, one JSON response on stdout. Modules: `protocol` (the JSON
-//! shapes), `command` (running `ostree` under a deadline), `sysroot` (deployments and the
+//! One JSON request on stdin, one JSON response on stdout, both of the `backend_protocol`
+//! crate. Modules: `command` (running `ostree` under a deadline), `sysroot` (deployments and the
 //! stateroot), `remote` (the `update` remote matching the config), `ops` (check, apply,
 //! status).
 
 mod command;
 mod ops;
-mod protocol;
 mod remote;
 mod sysroot;
 
@@ -16,6 +15,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use backend_protocol::{parse_request, BadRequest, Op, Request, Response, PROTOCOL};
 use serde_json::Value;
 
 const USAGE: &str = r#"update-backend-ostree: the update front end's backend for OSTree systems
@@ -79,35 +79,37 @@ fn main() -> ExitCode {
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         return bad_request(&format!("cannot read stdin: {e}"));
     }
-    let request = match protocol::parse_request(&input) {
+    let request = match parse_request(&input) {
         Ok(r) => r,
-        Err(protocol::BadRequest(e)) => return bad_request(&e),
+        Err(BadRequest(e)) => return bad_request(&e),
     };
-    let response = protocol::response(serve(&request));
-    print_stdout(&format!("{response}\n"))
+    let response = match serve(&request) {
+        Ok(result) => Response::Ok(result),
+        Err(e) => Response::Err(format!("{e:#}")),
+    };
+    print_stdout(&response.to_line())
 }
 
-fn serve(request: &protocol::Request) -> Result<Value> {
-    if request.protocol != protocol::PROTOCOL {
+fn serve(request: &Request) -> Result<Value> {
+    if request.protocol != PROTOCOL {
         bail!(
             "protocol {} is not supported; this backend speaks protocol {}",
             request.protocol,
-            protocol::PROTOCOL
+            PROTOCOL
         );
     }
-    match request.op.as_str() {
-        "check" => ops::check(&request.root, &request.config),
-        "apply" => ops::apply(&request.root, &request.config),
-        "status" => ops::status(&request.root),
-        other => bail!("unknown op {other:?} (check, apply, status)"),
+    match &request.op {
+        Op::Check => ops::check(&request.root, &request.config),
+        Op::Apply => ops::apply(&request.root, &request.config),
+        Op::Status => ops::status(&request.root),
+        Op::Unknown(other) => bail!("unknown op {other:?} (check, apply, status)"),
     }
 }
 
 /// Stdin was not a request: say so on both streams, exit 2.
 fn bad_request(error: &str) -> ExitCode {
     eprintln!("update-backend-ostree: {error}");
-    let response = serde_json::json!({ "ok": false, "error": error });
-    print_stdout(&format!("{response}\n"));
+    print_stdout(&Response::Err(error.to_owned()).to_line());
     ExitCode::from(2)
 }
 

@@ -4,9 +4,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::command::{Ostree, PULL_TIMEOUT};
-use crate::protocol::{ApplyResult, CheckResult, Config, StatusResult, Version};
 use crate::remote::{self, Source, REMOTE};
 use crate::sysroot::{deployment_infos, Deployment, Sysroot};
+use backend_protocol::{Applied, Check, Config, Status, Version};
 
 /// What `check` and `apply` share: the sysroot, the stateroot's deployments, and the
 /// remote set up for the config.
@@ -130,7 +130,7 @@ pub fn check(root: &str, config: &Config) -> Result<Value> {
     let update_available = current
         .as_ref()
         .is_none_or(|c| c.commit != available.commit);
-    Ok(serde_json::to_value(CheckResult {
+    Ok(serde_json::to_value(Check {
         current,
         available: Some(available),
         update_available,
@@ -171,7 +171,7 @@ pub fn apply(root: &str, config: &Config) -> Result<Value> {
     } else {
         None
     };
-    Ok(serde_json::to_value(ApplyResult {
+    Ok(serde_json::to_value(Applied {
         from,
         to,
         bytes_fetched,
@@ -183,7 +183,7 @@ pub fn apply(root: &str, config: &Config) -> Result<Value> {
 pub fn status(root: &str) -> Result<Value> {
     let sysroot = Sysroot::open(root)?;
     let deployments = sysroot.deployments()?;
-    Ok(serde_json::to_value(StatusResult {
+    Ok(serde_json::to_value(Status {
         deployments: deployment_infos(&deployments),
     })?)
 }

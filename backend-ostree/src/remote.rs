@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::command::Ostree;
-use crate::protocol::Config;
 use crate::sysroot::Sysroot;
+use backend_protocol::Config;
 
 /// The remote's name in the sysroot repo.
 pub const REMOTE: &str = "update";

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::command::Ostree;
-use crate::protocol::{DeploymentInfo, Version};
+use backend_protocol::{Deployment as DeploymentInfo, Version};
 
 /// Environment variable naming the stateroot, overriding the guess.
 pub const OS_ENV: &str = "UPDATE_OSTREE_OS";

@@ -4,7 +4,11 @@
 //! Syslog messages go to the `/dev/log` datagram socket (`$UPDATE_SYSLOG_SOCKET` overrides
 //! it, for tests), facility `daemon`, tag `update`, in the format every syslog daemon and
 //! journald accept on that socket: `<PRI>update[PID]: MESSAGE`.
+//!
+//! A run writes through a [`Log`]: a line that cannot be written (no syslog daemon, a full
+//! disk) is reported on stderr, once per run, and never changes the run's outcome.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -17,14 +21,8 @@ use crate::error::{Error, Result};
 /// The syslog socket unless `$UPDATE_SYSLOG_SOCKET` names another.
 pub const DEV_LOG: &str = "/dev/log";
 
-/// A commit and its version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Version {
-    /// The commit id.
-    pub commit: String,
-    /// Its `version` metadata.
-    pub version: Option<String>,
-}
+/// A commit and its version: the backend protocol's `V`, also in audit lines.
+pub use backend_protocol::Version;
 
 /// How an attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -134,6 +132,65 @@ impl Sink {
     }
 }
 
+impl std::fmt::Display for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Syslog(sock) => write!(f, "syslog (socket {})", sock.display()),
+            Sink::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The audit log of one run: writes to its [`Sink`]; the first line that cannot be
+/// written is reported on stderr, naming the sink and the error, the rest silently lost
+/// (one warning says it all; a run's outcome never depends on its log).
+#[derive(Debug)]
+pub struct Log {
+    sink: Sink,
+    warned: Cell<bool>,
+}
+
+impl Log {
+    /// The log for a `log` setting.
+    pub fn from_setting(log: &str) -> Log {
+        Log::new(Sink::from_setting(log))
+    }
+
+    /// The log writing to `sink`.
+    pub fn new(sink: Sink) -> Log {
+        Log {
+            sink,
+            warned: Cell::new(false),
+        }
+    }
+
+    /// Write a record as one JSON line.
+    pub fn record(&self, r: &Record) {
+        self.report(self.sink.record(r));
+    }
+
+    /// Write one line (`error` picks the syslog severity).
+    pub fn line(&self, line: &str, error: bool) {
+        self.report(self.sink.write_line(line, error));
+    }
+
+    /// Whether a line could not be written (and was reported).
+    pub fn failed(&self) -> bool {
+        self.warned.get()
+    }
+
+    fn report(&self, r: Result<()>) {
+        if let Err(e) = r {
+            if !self.warned.replace(true) {
+                eprintln!(
+                    "warning: could not write the audit log to {}: {e}",
+                    self.sink
+                );
+            }
+        }
+    }
+}
+
 fn append(path: &Path, line: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io {
@@ -176,6 +233,20 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(p).unwrap(),
             "{\"a\":1}\n{\"a\":2}\n"
+        );
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_is_reported_once() {
+        let d = tempfile::tempdir().unwrap();
+        let log = Log::new(Sink::Syslog(d.path().join("missing.sock")));
+        assert!(!log.failed());
+        log.line("one", false);
+        log.line("two", true);
+        assert!(log.failed());
+        assert_eq!(
+            Sink::Syslog("/dev/log".into()).to_string(),
+            "syslog (socket /dev/log)"
         );
     }
 

@@ -1,4 +1,5 @@
-//! The one config file, `ROOT/etc/update/update.toml`, and the `update config` setters.
+//! The one config file, `ROOT/etc/update/update.toml`, and the checks of `update config`'s
+//! values (the trusted keys' are in `keys`).
 //!
 //! Every value is validated on the way in, with a message saying what is wrong and what is
 //! accepted. The file is rewritten atomically (temp file, fsync, rename, fsync the
@@ -142,56 +143,16 @@ pub fn split_source(url: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Check a key name: a file stem and a name in logs.
-pub fn validate_key_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && !name.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            format!("key name '{}'", name.escape_debug()),
-            "accepted: 1 to 64 of A-Z a-z 0-9 - _ . (not starting with '.')",
-        ))
-    }
-}
-
-/// Read a public key given as base64 text or as the path of a `.pub` file; refuses
-/// malformed and weak keys, and secret keys.
-pub fn parse_key(given: &str) -> Result<String> {
-    let text = if Path::new(given).is_file() {
-        let p = Path::new(given);
-        if store::sign::public_key_path(p).exists() {
-            return Err(Error::invalid(
-                format!("key file {given}"),
-                "this is a secret key (its .pub file is beside it): give the .pub file",
-            ));
-        }
-        std::fs::read_to_string(p)
-            .map_err(|e| Error::invalid(format!("key file {given}"), e.to_string()))?
-    } else {
-        given.to_owned()
-    };
-    let key = store::sign::parse_public_key(text.trim()).map_err(|e| {
-        let reason = match e {
-            store::Error::BadKey { reason, .. } => reason,
-            e => e.to_string(),
-        };
-        Error::invalid(
-            "public key",
-            format!("{reason} (accepted: the base64 text of an ed25519 public key from `update key generate`, or the path of its .pub file)"),
-        )
-    })?;
-    Ok(key.to_base64())
-}
-
-/// Check a log setting: `syslog` or an absolute path.
+/// Check a log setting: `syslog` or an absolute path (no control characters: the value is
+/// one line of the config file and of every warning naming it).
 pub fn validate_log(v: &str) -> Result<()> {
-    if v == SYSLOG || (v.starts_with('/') && !v.ends_with('/') && !v.contains('\0')) {
+    if v.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            format!("log '{}'", v.escape_debug()),
+            "may not contain control characters (accepted: syslog, or an absolute file path)",
+        ));
+    }
+    if v == SYSLOG || (v.starts_with('/') && !v.ends_with('/')) {
         Ok(())
     } else {
         Err(Error::invalid(
@@ -199,6 +160,33 @@ pub fn validate_log(v: &str) -> Result<()> {
             "accepted: syslog, or an absolute file path",
         ))
     }
+}
+
+/// Check a reboot command: any non-empty shell command.
+pub fn validate_reboot_command(command: &str) -> Result<()> {
+    if command.trim().is_empty() {
+        return Err(Error::invalid(
+            "reboot-command",
+            "may not be empty (accepted: a shell command, such as 'systemctl reboot')",
+        ));
+    }
+    Ok(())
+}
+
+/// Check a TLS file setting (`what`: `tls-client-cert`, `tls-client-key`, `tls-ca`): an
+/// existing file; returns its absolute path, which is what the config stores.
+pub fn tls_file(what: &str, p: &Path) -> Result<PathBuf> {
+    let invalid = |reason: String| {
+        Error::invalid(
+            format!("{what} '{}'", p.display()),
+            format!("{reason} (accepted: the path of a readable PEM file)"),
+        )
+    };
+    let abs = std::fs::canonicalize(p).map_err(|e| invalid(e.to_string()))?;
+    if !abs.is_file() {
+        return Err(invalid("not a file".to_owned()));
+    }
+    Ok(abs)
 }
 
 /// Check a boot retry limit.
@@ -213,7 +201,34 @@ pub fn validate_retries(n: &str) -> Result<u32> {
     }
 }
 
+/// The flags of one `update` run that override the config: `--secure`, `--verify`,
+/// `--source`, as typed.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--secure true|false`.
+    pub secure: Option<String>,
+    /// `--verify true|false`.
+    pub verify: Option<String>,
+    /// `--source URL[#REF]`.
+    pub source: Option<String>,
+}
+
 impl Config {
+    /// The config with a run's flags applied, each checked as `update config` checks it.
+    pub fn with_overrides(mut self, o: &Overrides) -> Result<Config> {
+        if let Some(v) = &o.secure {
+            self.secure = parse_bool("--secure", v)?;
+        }
+        if let Some(v) = &o.verify {
+            self.verify = parse_bool("--verify", v)?;
+        }
+        if let Some(s) = &o.source {
+            validate_source(s)?;
+            self.source = Some(s.clone());
+        }
+        Ok(self)
+    }
+
     /// The config file under `root`.
     pub fn path(root: &Path) -> PathBuf {
         root.join(CONFIG_PATH)
@@ -244,17 +259,15 @@ impl Config {
             validate_source(s)?;
         }
         for (name, key) in &self.keys {
-            validate_key_name(name)?;
-            parse_key(key)?;
+            crate::keys::validate_name(name)?;
+            crate::keys::parse_text(key)?;
         }
         validate_log(&self.log)?;
         validate_retries(&self.boot_retry_limit.to_string())?;
         if let Some(s) = &self.schedule {
             s.validate()?;
         }
-        if self.reboot_command.trim().is_empty() {
-            return Err(Error::invalid("reboot-command", "may not be empty"));
-        }
+        validate_reboot_command(&self.reboot_command)?;
         if let Some(b) = &self.backend {
             crate::backend::validate_backend_name(b)?;
         }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::audit::{rfc3339, Outcome, Record, Sink};
+use crate::audit::{rfc3339, Log, Outcome, Record};
 use crate::backend::{self, Backend, Settings};
 use crate::error::{Error, Result};
 
@@ -67,26 +67,15 @@ pub struct RunFlags {
     pub noreboot: bool,
 }
 
-/// The audit sink for `settings`.
-pub fn sink(settings: &Settings) -> Sink {
-    Sink::from_setting(&settings.config.log)
+/// The audit log of one run with `settings`.
+pub fn audit_log(settings: &Settings) -> Log {
+    Log::from_setting(&settings.config.log)
 }
 
-/// Write an audit record. A log that cannot be written (no syslog daemon, a full disk) is
-/// reported on stderr but never changes the outcome of the run it describes.
-pub fn audit(s: &Settings, rec: &Record) {
-    if let Err(e) = sink(s).record(rec) {
-        eprintln!(
-            "warning: could not write the audit log ({}): {e}",
-            s.config.log
-        );
-    }
-}
-
-/// Log the "Not implemented" line to the default log (syslog), best effort.
+/// Log the "Not implemented" line to the default log (syslog); a log that cannot be
+/// written is reported on stderr.
 pub fn log_no_backend() {
-    let _ =
-        Sink::from_setting(crate::config::SYSLOG).write_line(&Error::NoBackend.to_string(), true);
+    Log::from_setting(crate::config::SYSLOG).line(&Error::NoBackend.to_string(), true);
 }
 
 /// Failed boots logged so far: `(deployment id, commit)` per line of [`REPORTED`].
@@ -98,8 +87,13 @@ pub fn reported(root: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Log failed boots not logged yet (each deployment once).
-pub fn report_rollbacks(b: &mut dyn Backend, s: &Settings, clock: &dyn Clock) -> Result<usize> {
+/// Log failed boots not logged yet (each deployment once) to `log`.
+pub fn report_rollbacks(
+    b: &mut dyn Backend,
+    s: &Settings,
+    clock: &dyn Clock,
+    log: &Log,
+) -> Result<usize> {
     let failed = b.failed_boots(s)?;
     if failed.is_empty() {
         return Ok(0);
@@ -111,23 +105,20 @@ pub fn report_rollbacks(b: &mut dyn Backend, s: &Settings, clock: &dyn Clock) ->
         if seen.iter().any(|(id, _)| *id == f.id) {
             continue;
         }
-        audit(
-            s,
-            &Record {
-                time: rfc3339(clock.now()),
-                backend: b.name(),
-                from: Some(f.failed.clone()),
-                to: f.running.clone(),
-                signer: None,
-                bytes_fetched: 0,
-                duration_ms: 0,
-                result: Outcome::Rollback,
-                error: Some(f.reason.clone()),
-                verify: s.config.verify,
-                source: s.config.source.clone(),
-                note: None,
-            },
-        );
+        log.record(&Record {
+            time: rfc3339(clock.now()),
+            backend: b.name(),
+            from: Some(f.failed.clone()),
+            to: f.running.clone(),
+            signer: None,
+            bytes_fetched: 0,
+            duration_ms: 0,
+            result: Outcome::Rollback,
+            error: Some(f.reason.clone()),
+            verify: s.config.verify,
+            source: s.config.source.clone(),
+            note: None,
+        });
         seen.push((f.id.clone(), f.failed.commit.clone()));
         new += 1;
     }
@@ -175,8 +166,9 @@ pub fn run_with(
     flags: &RunFlags,
     clock: &dyn Clock,
 ) -> Result<RunOutcome> {
+    let log = audit_log(s);
     // Rollbacks found at boot come first: they explain why the system runs what it runs.
-    report_rollbacks(b, s, clock)?;
+    report_rollbacks(b, s, clock, &log)?;
     let start = Instant::now();
     let started = clock.now();
     let mut rec = Record {
@@ -226,7 +218,7 @@ pub fn run_with(
         Ok(RunOutcome::Updated { .. }) => rec.result = Outcome::Success,
         Err(e) => rec.error = Some(e.to_string()),
     }
-    audit(s, &rec);
+    log.record(&rec);
     match result? {
         RunOutcome::Updated { .. } if !flags.noreboot => {
             reboot(&s.config.reboot_command)?;
@@ -242,13 +234,17 @@ pub fn reboot(command: &str) -> Result<()> {
         .arg("-c")
         .arg(command)
         .status()
-        .map_err(|e| Error::Other(format!("cannot run reboot command '{command}': {e}")))?;
+        .map_err(|source| Error::RebootSpawn {
+            command: command.to_owned(),
+            source,
+        })?;
     if st.success() {
         Ok(())
     } else {
-        Err(Error::Other(format!(
-            "reboot command '{command}' failed: {st}"
-        )))
+        Err(Error::RebootFailed {
+            command: command.to_owned(),
+            status: st,
+        })
     }
 }
 
@@ -292,7 +288,7 @@ pub fn agent_with(
 ) -> Result<()> {
     // Started at boot: a fallback the firmware just made is logged now, not hours later.
     if let Ok(mut b) = select() {
-        if let Err(e) = report_rollbacks(b.as_mut(), s, clock) {
+        if let Err(e) = report_rollbacks(b.as_mut(), s, clock, &audit_log(s)) {
             eprintln!("warning: could not check for failed boots: {e}");
         }
     }
@@ -379,7 +375,10 @@ mod tests {
         fn check(&mut self, _s: &Settings) -> Result<Check> {
             self.checks.set(self.checks.get() + 1);
             match self.checks.get() {
-                3 => Err(Error::Other("network down".into())),
+                3 => Err(Error::Backend {
+                    backend: "fake".into(),
+                    reason: "network down".into(),
+                }),
                 n => Ok(Check {
                     current: Some(v("a")),
                     available: Some(v(if n % 2 == 0 { "b" } else { "a" })),
@@ -461,7 +460,7 @@ mod tests {
             .map(|l| l["result"].as_str().unwrap())
             .collect();
         assert_eq!(results, ["nothing-to-do", "success", "error", "success"]);
-        assert_eq!(lines[2]["error"], "network down");
+        assert_eq!(lines[2]["error"], "backend fake: network down");
         assert!(!dir.path().join("rebooted").exists());
 
         // With reboots: the loop ends after the run that rebooted.

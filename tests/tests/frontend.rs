@@ -901,3 +901,146 @@ fn an_external_backend_speaks_the_protocol() {
     sys.config(&["backend", "nosuch"]).success();
     stderr_has(sys.run(&["--now"]).exit_code(3), &[NOT_IMPLEMENTED]);
 }
+
+// Regression tests of the hardening issue (14), items 15 and 16: what the user types gets
+// a message about what they typed.
+
+#[test]
+fn a_log_path_with_control_characters_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let sys = Sys::new(d, &d.join("cmdline"));
+    sys.config(&["log", "/var/log/update.jsonl"]).success();
+    let before = sys.file().unwrap();
+    for bad in [
+        "/var/log/a\nverify = false",
+        "/var/log/a\tb",
+        "/var/log/\u{1b}[2Jx",
+    ] {
+        let r = sys.config(&["log", bad]);
+        r.exit_code(1);
+        stderr_has(&r, &["invalid log", "may not contain control characters"]);
+        assert_eq!(sys.file().unwrap(), before, "{bad:?} changed the file");
+    }
+    assert_eq!(sys.show()["log"], "/var/log/update.jsonl");
+}
+
+#[test]
+fn a_missing_key_file_is_named_not_parsed_as_base64() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let sys = Sys::new(d, &d.join("cmdline"));
+    let missing = d.join("missing.pub");
+    for given in [s(&missing), "/nonexistent/release.pub", "release.pub"] {
+        let r = sys.config(&["key", "add", "release", given]);
+        r.exit_code(1);
+        stderr_has(
+            &r,
+            &[
+                &format!("invalid key file {given}"),
+                "No such file or directory",
+            ],
+        );
+        assert!(!r.stderr.contains("base64:"), "{}", r.describe());
+    }
+    // A directory is not a key file either; text that is no path is still judged as a key.
+    let r = sys.config(&["key", "add", "release", s(d)]);
+    stderr_has(r.exit_code(1), &["invalid key file", "not a regular file"]);
+    let r = sys.config(&["key", "add", "release", "AAAA"]);
+    stderr_has(r.exit_code(1), &["invalid public key"]);
+    assert!(sys.file().is_none(), "nothing was saved");
+}
+
+#[test]
+fn a_negative_boot_retry_limit_gets_the_accepted_range() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let sys = Sys::new(d, &d.join("cmdline"));
+    for n in ["-3", "-1", "-0"] {
+        let r = sys.config(&["boot-retry-limit", n]);
+        r.exit_code(1);
+        stderr_has(
+            &r,
+            &[&format!("boot-retry-limit '{n}'"), "an integer from 1 to 9"],
+        );
+        assert!(!r.stderr.contains("-- "), "no clap hint: {}", r.describe());
+    }
+    assert!(sys.file().is_none(), "nothing was saved");
+}
+
+#[test]
+fn status_json_names_the_sysroot_by_its_absolute_path() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().canonicalize().unwrap();
+    std::fs::create_dir_all(d.join("sys")).unwrap();
+    std::fs::write(d.join("cmdline"), "quiet\n").unwrap();
+    update([
+        "sysroot",
+        "init",
+        "--sysroot",
+        s(&d.join("sys")),
+        "--os",
+        "os",
+        "--boot",
+        s(&d.join("sys/boot")),
+    ])
+    .success();
+    let mut cmd = Command::new(update_bin());
+    cmd.current_dir(&d).args([
+        "status",
+        "--sysroot",
+        "sys",
+        "--proc-cmdline",
+        "cmdline",
+        "--json",
+    ]);
+    let r = run_command(cmd, Duration::from_secs(60));
+    let v: Value = serde_json::from_str(r.success().out()).unwrap();
+    assert_eq!(v["sysroot"], json!(d.join("sys")), "{v:#}");
+}
+
+#[test]
+fn an_audit_log_that_cannot_be_written_is_reported_once() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let mut sys = Sys::new(d, &d.join("cmdline"));
+    // No syslog daemon: the socket is not there.
+    sys.sock = d.join("no-syslog/log.sock");
+    let warning = format!(
+        "warning: could not write the audit log to syslog (socket {})",
+        sys.sock.display()
+    );
+    // The "Not implemented" line.
+    let r = sys.run(&["--now"]);
+    r.exit_code(3);
+    stderr_has(
+        &r,
+        &[NOT_IMPLEMENTED, &warning, "No such file or directory"],
+    );
+    assert_eq!(r.stderr.matches(&warning).count(), 1, "{}", r.describe());
+    // A run with a backend: its audit line.
+    let bin = d.join("bin");
+    backend(&bin, "fake", FAKE);
+    let check = json!({"ok": true, "result": {"current": {"commit": "aaa", "version": "1"},
+        "available": {"commit": "aaa", "version": "1"}, "update_available": false}});
+    std::fs::write(bin.join("check.json"), check.to_string()).unwrap();
+    sys.config(&["source", "https://updates.example.com/os"])
+        .success();
+    let r = sys.run(&["--now"]);
+    out_has(&r, "nothing to do");
+    stderr_has(&r, &[&warning]);
+    assert_eq!(r.stderr.matches("warning: could not write").count(), 1);
+    // A log file that cannot be created names the file.
+    sys.config(&["log", &format!("{}/log.jsonl", d.join("cmdline").display())])
+        .success();
+    std::fs::write(d.join("cmdline"), "quiet\n").unwrap();
+    let r = sys.run(&["--now"]);
+    out_has(&r, "nothing to do");
+    stderr_has(
+        &r,
+        &[&format!(
+            "warning: could not write the audit log to {}/log.jsonl",
+            d.join("cmdline").display()
+        )],
+    );
+}

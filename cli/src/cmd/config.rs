@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use frontend::config::{self, Config};
+use frontend::keys;
 use frontend::schedule::{self, Schedule};
 
 const EXAMPLE: &str = "\
@@ -99,6 +100,9 @@ enum Setting {
     )]
     BootRetryLimit {
         /// The number of tries.
+        // A negative number is a value (refused by the front end with the accepted range),
+        // not an unknown option.
+        #[arg(allow_negative_numbers = true)]
         n: String,
     },
     /// Use mutual TLS with the source (needs tls-client-cert and tls-client-key).
@@ -163,22 +167,6 @@ enum Setting {
     },
 }
 
-fn existing_file(what: &str, p: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let abs = std::fs::canonicalize(p).map_err(|e| {
-        anyhow::anyhow!(
-            "invalid {what} '{}': {e} (accepted: the path of a readable PEM file)",
-            p.display()
-        )
-    })?;
-    if !abs.is_file() {
-        anyhow::bail!(
-            "invalid {what} '{}': not a file (accepted: the path of a readable PEM file)",
-            p.display()
-        );
-    }
-    Ok(abs)
-}
-
 /// Run `update config ...`.
 pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let root = &a.root;
@@ -200,29 +188,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             c.source = Some(url);
         }
         Setting::Key { action, name, key } => {
-            config::validate_key_name(&name)?;
-            match (action.as_str(), key) {
-                ("add", Some(k)) => {
-                    if c.keys.contains_key(&name) {
-                        anyhow::bail!("key '{name}' exists already: use `update config key update {name} KEY` to replace it");
-                    }
-                    c.keys.insert(name.clone(), config::parse_key(&k)?);
-                }
-                ("update", Some(k)) => {
-                    if !c.keys.contains_key(&name) {
-                        anyhow::bail!("no key '{name}' to update (keys: {}): use `update config key add`", names(&c));
-                    }
-                    c.keys.insert(name.clone(), config::parse_key(&k)?);
-                }
-                ("delete", None) => {
-                    if c.keys.remove(&name).is_none() {
-                        anyhow::bail!("no key '{name}' to delete (keys: {})", names(&c));
-                    }
-                }
-                ("delete", Some(_)) => anyhow::bail!("`update config key delete NAME` takes no key"),
-                (_, None) => anyhow::bail!("`update config key {action} NAME KEY` needs the key: base64 text or a .pub file"),
-                _ => unreachable!("clap limits the action"),
-            }
+            keys::change(&mut c.keys, action.parse()?, &name, key.as_deref())?
         }
         Setting::Schedule { every, n } => {
             let s = Schedule::parse(&every, &n)?;
@@ -258,33 +224,19 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             c.check_secure()?;
         }
         Setting::TlsClientCert { path } => {
-            c.tls_client_cert = Some(existing_file("tls-client-cert", &path)?)
+            c.tls_client_cert = Some(config::tls_file("tls-client-cert", &path)?)
         }
         Setting::TlsClientKey { path } => {
-            c.tls_client_key = Some(existing_file("tls-client-key", &path)?)
+            c.tls_client_key = Some(config::tls_file("tls-client-key", &path)?)
         }
-        Setting::TlsCa { path } => c.tls_ca = Some(existing_file("tls-ca", &path)?),
+        Setting::TlsCa { path } => c.tls_ca = Some(config::tls_file("tls-ca", &path)?),
         Setting::RebootCommand { command } => {
-            if command.trim().is_empty() {
-                anyhow::bail!("invalid reboot-command: may not be empty (accepted: a shell command, such as 'systemctl reboot')");
-            }
+            config::validate_reboot_command(&command)?;
             c.reboot_command = command;
         }
-        Setting::Backend { name } if name == "auto" => c.backend = None,
-        Setting::Backend { name } => {
-            frontend::backend::validate_backend_name(&name)?;
-            c.backend = Some(name);
-        }
+        Setting::Backend { name } => c.backend = frontend::backend::setting(&name)?,
     }
     c.save(root)?;
     writeln!(out, "saved {}", Config::path(root).display())?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn names(c: &Config) -> String {
-    if c.keys.is_empty() {
-        "none".into()
-    } else {
-        c.keys.keys().cloned().collect::<Vec<_>>().join(", ")
-    }
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use frontend::config::{self, Config};
+use frontend::config::{Config, Overrides};
 use frontend::run::{self, RunFlags, RunOutcome, SystemClock};
 use frontend::Error;
 
@@ -55,19 +55,12 @@ pub struct AgentArgs {
 }
 
 fn settings(root: &RootArg, a: Option<&RunArgs>) -> anyhow::Result<frontend::backend::Settings> {
-    let mut c = Config::load(&root.root)?;
-    if let Some(a) = a {
-        if let Some(v) = &a.secure {
-            c.secure = config::parse_bool("--secure", v)?;
-        }
-        if let Some(v) = &a.verify {
-            c.verify = config::parse_bool("--verify", v)?;
-        }
-        if let Some(s) = &a.source {
-            config::validate_source(s)?;
-            c.source = Some(s.clone());
-        }
-    }
+    let overrides = a.map_or_else(Overrides::default, |a| Overrides {
+        secure: a.secure.clone(),
+        verify: a.verify.clone(),
+        source: a.source.clone(),
+    });
+    let c = Config::load(&root.root)?.with_overrides(&overrides)?;
     if !c.verify {
         eprintln!("WARNING: signature verification is OFF for this run: an update no trusted key vouches for can be installed. The audit log records it.");
     }

@@ -55,10 +55,11 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        super::print_json(
-            out,
-            &serde_json::json!({ "sysroot": sysroot.path(), "oses": v }),
-        )?;
+        // Absolute, as every other path in JSON output: a script reading it may run
+        // elsewhere than in the directory `--sysroot` was relative to.
+        let path = std::fs::canonicalize(sysroot.path())
+            .or_else(|_| std::path::absolute(sysroot.path()))?;
+        super::print_json(out, &serde_json::json!({ "sysroot": path, "oses": v }))?;
         return Ok(ExitCode::SUCCESS);
     }
     for (os, s) in &all {

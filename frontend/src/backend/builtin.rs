@@ -203,8 +203,13 @@ impl Backend for Builtin {
             verify: s.config.verify,
             ..PullOptions::default()
         };
-        let report = pull(&repo, &remote, wanted.as_ref(), &opts, &mut |_| {})
-            .map_err(|e| Error::Other(format!("pull from {}: {e}", remote.url)))?;
+        let report =
+            pull(&repo, &remote, wanted.as_ref(), &opts, &mut |_| {}).map_err(|source| {
+                Error::Pull {
+                    url: remote.url.clone(),
+                    source,
+                }
+            })?;
         let name = match wanted {
             Some(n) => n,
             None => match report.refs.as_slice() {
@@ -226,9 +231,11 @@ impl Backend for Builtin {
         };
         let outcome = report.refs.iter().find(|r| r.name == name);
         let signers = outcome.map(|o| o.signed_by.clone()).unwrap_or_default();
-        let commit = repo.read_remote_ref(REMOTE, &name)?.ok_or_else(|| {
-            Error::Other(format!("the remote does not publish '{}'", name.as_str()))
-        })?;
+        let commit = repo
+            .read_remote_ref(REMOTE, &name)?
+            .ok_or_else(|| Error::NotPublished {
+                name: name.as_str().to_owned(),
+            })?;
         self.pulled = Some((name, report.bytes, signers));
         let available = Some(version_of(&repo, &commit));
         let current_dep = running(&state);

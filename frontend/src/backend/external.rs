@@ -2,15 +2,17 @@
 //! JSON response on stdout (`docs/backends.md`).
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use backend_protocol::{Op, Request, Response};
 
 use super::{Applied, Backend, Check, Settings};
 use crate::error::{Error, Result};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL: u32 = 1;
+pub use backend_protocol::PROTOCOL;
 /// How long one request may take (an apply downloads a whole OS).
 pub const DEADLINE: Duration = Duration::from_secs(3 * 3600);
 /// The most bytes of response read.
@@ -28,27 +30,32 @@ impl External {
         External { name, path }
     }
 
-    fn request(&self, op: &str, s: &Settings) -> Result<serde_json::Value> {
-        let c = &s.config;
-        let req = serde_json::json!({
-            "protocol": PROTOCOL,
-            "op": op,
-            "root": s.root,
-            "config": {
-                "source": c.source,
-                "keys": c.keys,
-                "verify": c.verify,
-                "secure": c.secure,
-                "tls_client_cert": c.tls_client_cert,
-                "tls_client_key": c.tls_client_key,
-                "tls_ca": c.tls_ca,
-                "boot_retry_limit": c.boot_retry_limit,
-            }
-        });
+    fn request(&self, op: Op, s: &Settings) -> Result<serde_json::Value> {
         let fail = |reason: String| Error::Backend {
             backend: self.name.clone(),
             reason,
         };
+        let text = |p: &Path| {
+            p.to_str().map(str::to_owned).ok_or_else(|| {
+                fail(format!(
+                    "{}: the protocol carries UTF-8 paths only",
+                    p.display()
+                ))
+            })
+        };
+        let c = &s.config;
+        let text_opt = |p: &Option<PathBuf>| p.as_deref().map(text).transpose();
+        let config = backend_protocol::Config {
+            source: c.source.clone(),
+            keys: c.keys.clone(),
+            verify: c.verify,
+            secure: c.secure,
+            tls_client_cert: text_opt(&c.tls_client_cert)?,
+            tls_client_key: text_opt(&c.tls_client_key)?,
+            tls_ca: text_opt(&c.tls_ca)?,
+            boot_retry_limit: c.boot_retry_limit,
+        };
+        let req = Request::new(op.clone(), text(&s.root)?, config);
         let mut child = Command::new(&self.path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -56,7 +63,7 @@ impl External {
             .spawn()
             .map_err(|e| fail(format!("cannot run {}: {e}", self.path.display())))?;
         let mut stdin = child.stdin.take().expect("piped");
-        let body = serde_json::to_vec(&req).expect("request serializes");
+        let body = req.to_bytes();
         let writer = std::thread::spawn(move || stdin.write_all(&body));
         let mut stdout = child.stdout.take().expect("piped");
         let reader = std::thread::spawn(move || {
@@ -90,17 +97,9 @@ impl External {
                 "{op} answered with something that is not one JSON object ({e}): {shown}"
             ))
         })?;
-        match resp.get("ok").and_then(serde_json::Value::as_bool) {
-            Some(true) => Ok(resp
-                .get("result")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null)),
-            Some(false) => Err(fail(
-                resp.get("error")
-                    .and_then(|e| e.as_str())
-                    .unwrap_or("failed without saying why")
-                    .to_owned(),
-            )),
+        match Response::from_value(resp) {
+            Some(Response::Ok(result)) => Ok(result),
+            Some(Response::Err(error)) => Err(fail(error)),
             None => Err(fail(format!("{op} answered without \"ok\": {shown}"))),
         }
     }
@@ -119,16 +118,16 @@ impl Backend for External {
     }
 
     fn check(&mut self, s: &Settings) -> Result<Check> {
-        let v = self.request("check", s)?;
+        let v = self.request(Op::Check, s)?;
         parse(&self.name, "check", v)
     }
 
     fn apply(&mut self, s: &Settings) -> Result<Applied> {
-        let v = self.request("apply", s)?;
+        let v = self.request(Op::Apply, s)?;
         parse(&self.name, "apply", v)
     }
 
     fn status(&mut self, s: &Settings) -> Result<serde_json::Value> {
-        self.request("status", s)
+        self.request(Op::Status, s)
     }
 }

@@ -24,29 +24,9 @@ pub struct Settings {
     pub proc_cmdline: PathBuf,
 }
 
-/// What `check` found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Check {
-    /// What runs now (offline: what boots next).
-    pub current: Option<Version>,
-    /// What the source offers.
-    pub available: Option<Version>,
-    /// Whether applying would change what boots next.
-    pub update_available: bool,
-}
-
-/// What `apply` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
-    /// What ran before.
-    pub from: Option<Version>,
-    /// What boots next now.
-    pub to: Version,
-    /// Bytes downloaded.
-    pub bytes_fetched: u64,
-    /// The trusted key that signed it.
-    pub signer: Option<String>,
-}
+/// What `check` found and what `apply` did: the backend protocol's results, whatever the
+/// backend.
+pub use backend_protocol::{Applied, Check};
 
 /// A deployment that never came up: its boot tries ran out and the firmware fell back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +79,16 @@ pub fn validate_backend_name(name: &str) -> Result<()> {
             "accepted: builtin, or NAME of an update-backend-NAME executable (A-Z a-z 0-9 - _)",
         ))
     }
+}
+
+/// The `backend` setting for `update config backend NAME`: `auto` unsets it (choose at each
+/// run), anything else must be a valid name.
+pub fn setting(name: &str) -> Result<Option<String>> {
+    if name == "auto" {
+        return Ok(None);
+    }
+    validate_backend_name(name)?;
+    Ok(Some(name.to_owned()))
 }
 
 /// The executable prefix of external backends.
