@@ -4,10 +4,46 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
-
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+scripts/install-deps.sh
+
+# The declared rust-version (root Cargo.toml) is checked two ways, neither needing the old
+# toolchain (CI has only one): clippy's `incompatible_msrv` lint (on by default, denied by
+# -D warnings below) refuses any std item stabilised after our rust-version; and here,
+# every package of the locked dependency graph (all targets, dev- and build-dependencies
+# too) must declare a rust-version no newer than ours. Not checked: language features
+# (syntax) newer than rust-version, and dependencies that declare no rust-version.
+echo "== rust-version of the dependencies"
+cargo metadata --format-version 1 --locked | python3 -c '
+import json, sys
+
+def version(s):
+    return tuple(int(x) for x in (s.split(".") + ["0", "0"])[:3])
+
+meta = json.load(sys.stdin)
+members = [p for p in meta["packages"] if p["id"] in meta["workspace_members"]]
+undeclared = [p["name"] for p in members if not p.get("rust_version")]
+if undeclared:
+    sys.exit(f"no rust-version declared by: {undeclared}")
+ours = min(version(p["rust_version"]) for p in members)
+newer = sorted(
+    (version(p["rust_version"]), p["name"], p["version"])
+    for p in meta["packages"]
+    if p["id"] not in meta["workspace_members"]
+    and p.get("rust_version")
+    and version(p["rust_version"]) > ours
+)
+for v, name, ver in newer:
+    print(f"{name} {ver} needs Rust {v[0]}.{v[1]}.{v[2]}", file=sys.stderr)
+if newer:
+    sys.exit(f"{len(newer)} dependencies need a newer Rust than our rust-version "
+             f"{ours[0]}.{ours[1]}: raise it (root Cargo.toml) or pin older versions")
+deps = len(meta["packages"]) - len(members)
+print(f"rust-version {ours[0]}.{ours[1]}: none of the {deps} dependencies needs a newer Rust")
+'
+
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build"
