@@ -8,6 +8,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 scripts/install-deps.sh
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"  # cargo-deny, installed there
 
 # The declared rust-version (root Cargo.toml) is checked two ways, neither needing the old
 # toolchain (CI has only one): clippy's `incompatible_msrv` lint (on by default, denied by
@@ -43,6 +44,20 @@ if newer:
 deps = len(meta["packages"]) - len(members)
 print(f"rust-version {ours[0]}.{ours[1]}: none of the {deps} dependencies needs a newer Rust")
 '
+
+# Licenses, duplicate versions and sources of the dependency graph (deny.toml).
+echo "== cargo deny check licenses bans sources (deny.toml)"
+cargo deny --frozen check licenses bans sources
+# Advisories need the RustSec database, which cargo-deny clones from GitHub: checked
+# against a local copy when there is one, never fetched here (CI may have no network).
+advisory_dbs="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
+if compgen -G "$advisory_dbs/*/crates" >/dev/null; then
+    echo "== cargo deny check advisories (local database in $advisory_dbs)"
+    cargo deny --frozen check advisories
+else
+    echo "== cargo deny check advisories: SKIPPED, no local RustSec database in $advisory_dbs"
+    echo "   (run \`cargo deny fetch\` where GitHub is reachable to check advisories too)"
+fi
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
