@@ -25,6 +25,7 @@ install_cargo_deny() {
 # What the test suite needs.
 PACKAGES=(
     gcc           # C compiler for the zstd and blake3 crates' C parts
+    g++           # libfuzzer-sys's build script compiles libFuzzer (C++): `cargo check` of fuzz/
     zstd          # the zstd CLI, to inspect archive objects by hand
     time          # GNU /usr/bin/time, for peak RSS (-f %M)
     strace        # crash tests kill `update commit` at chosen syscalls (fault injection)

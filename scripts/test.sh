@@ -61,6 +61,10 @@ fi
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# fuzz/ is a workspace of its own (cargo-fuzz, nightly to run); stable checks that its
+# targets still compile against the library's API.
+echo "== cargo check of fuzz/"
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 echo "== cargo build"
 cargo build --workspace
 echo "== cargo test"
