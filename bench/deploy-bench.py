@@ -32,29 +32,36 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import platform
 import random
 import shutil
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from common import (
+    BENCH_DIR,
+    FULL_MIN_FILES,
+    FULL_PACKAGES,
+    GNU_TIME,
+    MB,
+    QUICK_PACKAGES,
+    REPO_ROOT,
+    Apt,
+    CommandError,
+    build_tree,
+    log,
+    med,
+    ratio,
+    rm_rf,
+    run,
+    timed,
+    tree_stats,
+    verdict,
+)
 
-# The store bench's tree building (Debian packages, cached under BENCH_DIR).
-_spec = importlib.util.spec_from_file_location("store_bench", REPO_ROOT / "bench" / "store-bench.py")
-sb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sb)  # type: ignore[union-attr]
-
-run, log, CommandError, rm_rf = sb.run, sb.log, sb.CommandError, sb.rm_rf
-BENCH_DIR = sb.BENCH_DIR
-GNU_TIME = sb.GNU_TIME
-MB = sb.MB
 WORK = BENCH_DIR / "deploy-work"
 OS_NAME = "bench"
 
@@ -71,16 +78,6 @@ ETC_NEW_DEFAULTS = 100  # defaults v2 changes (10 of them also edited locally: c
 ROOTFS_CHANGE_EVERY = 20  # v2 of the rootfs: every 20th regular file rewritten (5 %)
 ROOTFS_LOCAL_EDITS = 10  # /etc files edited in the first deployment before the second deploy
 INITRAMFS_BYTES = 4 * 1024 * 1024
-
-
-def timed(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KiB) and stdout of one command (`sync` first)."""
-    run(["sync"])
-    with tempfile.NamedTemporaryFile("r", prefix="bench-rss-") as rss:
-        start = time.perf_counter()
-        out = run([GNU_TIME, "-f", "%M", "-o", rss.name, *cmd])
-        secs = time.perf_counter() - start
-        return secs, int(rss.read().strip().splitlines()[-1]), out
 
 
 def rm_tree(path: Path) -> None:
@@ -419,25 +416,12 @@ class Bench:
 # Reporting
 
 
-def med(runs: list[dict], op: str, key: str = "seconds"):
-    vals = [r[op][key] for r in runs if op in r and r[op].get(key) is not None]
-    return statistics.median(vals) if vals else None
-
-
-def ratio(a, b):
-    return None if a is None or b is None or b == 0 else a / b
-
-
 def fs(v):
     return "–" if v is None else f"{v:.3f} s"
 
 
 def fx(v, suffix=""):
     return "–" if v is None else f"{v:.2f}x{suffix}"
-
-
-def verdict(ok):
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
 def report(runs: list[dict], stats: dict, info: dict, ours_cmd: str, ostree_cmd: str) -> tuple[str, dict]:
@@ -528,13 +512,13 @@ def main() -> int:
             return 1
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    apt = sb.Apt()
+    apt = Apt()
     if args.quick:
-        base, stats = sb.build_tree("quick", sb.QUICK_PACKAGES, apt)
+        base, stats = build_tree("quick", QUICK_PACKAGES, apt)
     else:
-        base, stats = sb.build_tree("full", sb.FULL_PACKAGES, apt)
-        if stats["files"] < sb.FULL_MIN_FILES:
-            log(f"warning: tree smaller than intended ({sb.FULL_MIN_FILES} files)")
+        base, stats = build_tree("full", FULL_PACKAGES, apt)
+        if stats["files"] < FULL_MIN_FILES:
+            log(f"warning: tree smaller than intended ({FULL_MIN_FILES} files)")
 
     # Two bare repos and two sysroots of the tree at a time, plus builders: ~5x
     # the tree's unique bytes, with room to spare.
@@ -562,7 +546,7 @@ def main() -> int:
         for n, key in ((ETC_FILES, "etc"), (0, "etc0")):
             for v in ("v1", "v2"):
                 etc_tree(trees[f"{key}/{v}"], vmlinuz, n, v)
-        rstats = sb.tree_stats(trees["rootfs/v1"])
+        rstats = tree_stats(trees["rootfs/v1"])
         log(f"rootfs {trees['rootfs/v1']}: {rstats['files']:,} files, kernel {kver}; v2: {v2info}")
 
         ours, ostree = Ours(args.update_bin, WORK), OSTree(WORK)

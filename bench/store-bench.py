@@ -19,54 +19,35 @@ only a command that errors does.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
 import shutil
-import stat
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = Path(os.environ.get("BENCH_DIR", "/var/tmp/update-bench"))
-GNU_TIME = "/usr/bin/time"
-MB = 1_000_000
-
-# Big, many-file packages that all exist in bookworm, chosen to look like a
-# real rootfs: kernel modules (large binaries), firmware, perl/python/emacs
-# libraries (thousands of small text files), locales and mesa (big blobs).
-# "@kernel" is resolved to the real linux-image-6.1.0-NN-amd64 package.
-FULL_PACKAGES = [
-    "@kernel",
-    "firmware-linux-free",
-    "libc6",
-    "locales",
-    "coreutils",
-    "systemd",
-    "perl-modules-5.36",
-    "python3.11-minimal",
-    "libpython3.11-minimal",
-    "libpython3.11-stdlib",
-    "vim-runtime",
-    "emacs-common",
-    "git",
-    "git-man",
-    "gcc-12",
-    "cpp-12",
-    "libgl1-mesa-dri",
-    "tzdata",
-]
-# A few packages: enough for a smoke test and to show RSS does not grow with
-# tree size, small enough to commit in a second or two.
-QUICK_PACKAGES = ["coreutils", "tzdata", "git-man", "libpython3.11-stdlib", "perl-modules-5.36"]
-
-FULL_MIN_FILES = 10_000
-FULL_MIN_BYTES = 300 * MB
+from common import (
+    BENCH_DIR,
+    FULL_MIN_BYTES,
+    FULL_MIN_FILES,
+    FULL_PACKAGES,
+    GNU_TIME,
+    MB,
+    QUICK_PACKAGES,
+    REPO_ROOT,
+    Apt,
+    CommandError,
+    build_tree,
+    du_bytes,
+    log,
+    med,
+    ratio,
+    rm_rf,
+    run,
+    timed,
+    verdict,
+)
 
 TARGETS = {
     "archive_commit_speedup": 8.0,  # ostree time / ours, at least
@@ -74,186 +55,6 @@ TARGETS = {
     "checkout_vs_cp": 1.2,  # ours / cp -al, at most
     "commit_rss_mib": 64.0,  # peak RSS of our commit, at most
 }
-
-
-class CommandError(RuntimeError):
-    pass
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def run(cmd: list[str], *, cwd: Path | None = None, capture: bool = True) -> str:
-    """Run a command; on failure raise with its stderr so the cause is visible."""
-    proc = subprocess.run(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise CommandError(
-            f"command failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n"
-            f"--- stderr ---\n{proc.stderr.strip()}\n"
-            + (f"--- stdout ---\n{proc.stdout.strip()}\n" if capture and proc.stdout else "")
-        )
-    return proc.stdout if capture else ""
-
-
-def sudo_prefix() -> list[str]:
-    return [] if os.geteuid() == 0 else ["sudo"]
-
-
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall-clock seconds and peak RSS (KiB) of one command.
-
-    `sync` first so that writeback left by the previous step is not billed to
-    this one. GNU time writes RSS to a file so the command's own stderr stays
-    intact for error reports; its fork/exec adds well under a millisecond.
-    """
-    run(["sync"])
-    with tempfile.NamedTemporaryFile("r", prefix="bench-rss-") as rss:
-        start = time.perf_counter()
-        run([GNU_TIME, "-f", "%M", "-o", rss.name, *cmd])
-        secs = time.perf_counter() - start
-        return secs, int(rss.read().strip().splitlines()[-1])
-
-
-def du_bytes(path: Path) -> int:
-    return int(run(["du", "-sb", str(path)]).split()[0])
-
-
-def rm_rf(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        # Trees from dpkg -x can contain read-only dirs; rm -rf as root copes,
-        # shutil.rmtree would need chmod dances.
-        run(["rm", "-rf", "--one-file-system", str(path)])
-
-
-# --------------------------------------------------------------------------
-# The source tree
-
-
-class Apt:
-    """Package downloads, running `apt-get update` at most once and only if needed."""
-
-    def __init__(self) -> None:
-        self.updated = False
-
-    def update(self) -> None:
-        if not self.updated:
-            log("apt-get update ...")
-            run([*sudo_prefix(), "apt-get", "update", "-qq"])
-            self.updated = True
-
-    def _retry(self, fn):
-        # On a fresh machine the package lists may be missing or stale.
-        try:
-            return fn()
-        except CommandError:
-            if self.updated:
-                raise
-            self.update()
-            return fn()
-
-    def kernel_package(self) -> str:
-        def resolve() -> str:
-            out = run(["apt-cache", "depends", "linux-image-amd64"])
-            for line in out.splitlines():
-                dep = line.strip().removeprefix("Depends:").strip()
-                if line.strip().startswith("Depends:") and dep.startswith("linux-image-"):
-                    return dep
-            raise CommandError("no linux-image-* dependency in:\n" + out)
-
-        return self._retry(resolve)
-
-    def download(self, pkg: str, dest: Path) -> Path:
-        """The cached .deb for pkg, downloading it if it is not there yet."""
-        found = sorted(glob.glob(str(dest / f"{pkg}_*.deb")))
-        if found:
-            return Path(found[-1])
-        log(f"  apt-get download {pkg}")
-        cmd = ["apt-get", "download", "-qq", pkg]
-        if os.geteuid() == 0:
-            # The _apt sandbox user cannot write into root's cache dir.
-            cmd[1:1] = ["-o", "APT::Sandbox::User=root"]
-        self._retry(lambda: run(cmd, cwd=dest))
-        found = sorted(glob.glob(str(dest / f"{pkg}_*.deb")))
-        if not found:
-            raise CommandError(f"apt-get download {pkg} left no {pkg}_*.deb in {dest}")
-        return Path(found[-1])
-
-
-def tree_stats(root: Path) -> dict:
-    files = dirs = symlinks = other = size = 0
-    # Hardlinked content counted once too: what a store has to keep, and
-    # what `du` reports for the tree.
-    inodes: dict[tuple[int, int], int] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirs += 1
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            st = os.lstat(os.path.join(dirpath, name))
-            if stat.S_ISREG(st.st_mode):
-                files += 1
-                size += st.st_size
-                inodes[(st.st_dev, st.st_ino)] = st.st_size
-            elif stat.S_ISLNK(st.st_mode):
-                symlinks += 1
-            else:
-                other += 1
-    return {
-        "files": files,
-        "dirs": dirs,
-        "symlinks": symlinks,
-        "other": other,
-        "bytes": size,
-        "unique_files": len(inodes),
-        "unique_bytes": sum(inodes.values()),
-    }
-
-
-def build_tree(name: str, packages: list[str], apt: Apt) -> tuple[Path, dict]:
-    """Unpack `packages` into BENCH_DIR/tree-NAME, reusing it if already built.
-
-    A stamp file records the exact .deb files the tree came from, so a
-    changed package list (or a new kernel ABI) rebuilds it.
-    """
-    debs_dir = BENCH_DIR / "debs"
-    debs_dir.mkdir(parents=True, exist_ok=True)
-    tree = BENCH_DIR / f"tree-{name}"
-    stamp = BENCH_DIR / f"tree-{name}.stamp"
-
-    kernel = None
-    debs = []
-    for pkg in packages:
-        if pkg == "@kernel":
-            kernel = kernel or apt.kernel_package()
-            pkg = kernel
-        debs.append(apt.download(pkg, debs_dir))
-    want = "\n".join(d.name for d in debs) + "\n"
-
-    stats_file = BENCH_DIR / f"tree-{name}.json"
-    if tree.is_dir() and stamp.exists() and stamp.read_text() == want:
-        if not stats_file.exists():
-            stats_file.write_text(json.dumps({**tree_stats(tree), "packages": [d.name for d in debs]}))
-        return tree, json.loads(stats_file.read_text())
-
-    log(f"building {tree} from {len(debs)} packages")
-    stamp.unlink(missing_ok=True)
-    rm_rf(tree)
-    tree.mkdir(parents=True)
-    for deb in debs:
-        run(["dpkg", "-x", str(deb), str(tree)])
-    stats = tree_stats(tree)
-    stats["packages"] = [d.name for d in debs]
-    stats_file.write_text(json.dumps(stats, indent=1))
-    stamp.write_text(want)
-    return tree, stats
-
 
 # Default compression level of an archive repo; the floor compresses at it too.
 ARCHIVE_ZSTD_LEVEL = 5
@@ -280,7 +81,7 @@ class Bench:
     def ours_commit(self, tree: Path, mode: str) -> dict:
         repo = self.fresh(f"ours-{mode}")
         run([str(self.update), "init", "--repo", str(repo), "--mode", mode])
-        secs, rss = timed(
+        secs, rss, _ = timed(
             [str(self.update), "commit", "--repo", str(repo), "--branch", "bench", str(tree)]
         )
         return {"seconds": secs, "rss_kib": rss, "repo_bytes": du_bytes(repo), "repo": repo}
@@ -288,14 +89,14 @@ class Bench:
     def ostree_commit(self, tree: Path, mode: str) -> dict:
         repo = self.fresh(f"ostree-{mode}")
         run(["ostree", f"--repo={repo}", "init", f"--mode={mode}"])
-        secs, rss = timed(
+        secs, rss, _ = timed(
             ["ostree", f"--repo={repo}", "commit", "--branch=bench", f"--tree=dir={tree}"]
         )
         return {"seconds": secs, "rss_kib": rss, "repo_bytes": du_bytes(repo), "repo": repo}
 
     def checkout(self, cmd_for_dest) -> dict:
         dest = self.fresh("checkout")
-        secs, rss = timed(cmd_for_dest(dest))
+        secs, rss, _ = timed(cmd_for_dest(dest))
         rm_rf(dest)  # not timed: only creating the tree is
         return {"seconds": secs, "rss_kib": rss}
 
@@ -338,11 +139,6 @@ class Bench:
 # Reporting
 
 
-def median(runs: list[dict], op: str, key: str) -> float | None:
-    vals = [r[op][key] for r in runs if key in r.get(op, {})]
-    return statistics.median(vals) if vals else None
-
-
 def fmt_s(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f} s"
 
@@ -359,23 +155,16 @@ def fmt_x(v: float | None, suffix: str = "") -> str:
     return "–" if v is None else f"{v:.2f}x{suffix}"
 
 
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
-
-
 def summarize(runs: list[dict], rss_small_kib: int | None) -> dict:
     m = {
-        op: {k: median(runs, op, k) for k in ("seconds", "rss_kib", "repo_bytes")}
+        op: {k: med(runs, op, k) for k in ("seconds", "rss_kib", "repo_bytes")}
         for op in runs[0]
         if op != "floor"
     }
     m["floor"] = {
-        "seconds": median(runs, "floor", "seconds"),
-        "compressed_bytes": median(runs, "floor", "compressed_bytes"),
+        "seconds": med(runs, "floor", "seconds"),
+        "compressed_bytes": med(runs, "floor", "compressed_bytes"),
     }
-
-    def ratio(a, b):
-        return None if a is None or b is None or b == 0 else a / b
 
     ours = {op: m.get(f"ours_{op}", {}) for op in ("archive", "bare", "checkout")}
     # RSS target is about the worst case, so take the max over every commit.

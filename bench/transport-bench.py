@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import platform
@@ -42,16 +41,25 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from common import (
+    BENCH_DIR,
+    FULL_PACKAGES,
+    GNU_TIME,
+    MB,
+    QUICK_PACKAGES,
+    REPO_ROOT,
+    Apt,
+    CommandError,
+    log,
+    med,
+    ratio,
+    rm_rf,
+    run,
+    timed,
+    unpack_debs,
+    verdict,
+)
 
-_spec = importlib.util.spec_from_file_location("store_bench", REPO_ROOT / "bench" / "store-bench.py")
-sb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sb)  # type: ignore[union-attr]
-
-run, log, CommandError, rm_rf, du_bytes = sb.run, sb.log, sb.CommandError, sb.rm_rf, sb.du_bytes
-BENCH_DIR = sb.BENCH_DIR
-GNU_TIME = sb.GNU_TIME
-MB = sb.MB
 NGINX = "/usr/sbin/nginx"
 
 # Packages of v2 that v1 has in an older version (when the archives have one),
@@ -77,16 +85,6 @@ TARGETS = {
 
 T1 = 1_700_000_000  # commit timestamps of v1 and v2
 T2 = T1 + 86_400
-
-
-def timed(cmd: list[str], **kw) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KiB) and stdout of one command."""
-    run(["sync"])
-    with tempfile.NamedTemporaryFile("r", prefix="bench-rss-") as rss:
-        start = time.perf_counter()
-        out = run([GNU_TIME, "-f", "%M", "-o", rss.name, *cmd], **kw)
-        secs = time.perf_counter() - start
-        return secs, int(rss.read().strip().splitlines()[-1]), out
 
 
 def busy_cpu_seconds() -> float:
@@ -164,29 +162,9 @@ def previous_kernel(apt, kernel: str) -> str | None:
     return None
 
 
-def build_from_debs(name: str, debs: list[Path]) -> tuple[Path, dict]:
-    tree = BENCH_DIR / f"tree-{name}"
-    stamp = BENCH_DIR / f"tree-{name}.stamp"
-    stats_file = BENCH_DIR / f"tree-{name}.json"
-    want = "\n".join(d.name for d in debs) + "\n"
-    if tree.is_dir() and stamp.exists() and stamp.read_text() == want and stats_file.exists():
-        return tree, json.loads(stats_file.read_text())
-    log(f"building {tree} from {len(debs)} packages")
-    stamp.unlink(missing_ok=True)
-    rm_rf(tree)
-    tree.mkdir(parents=True)
-    for deb in debs:
-        run(["dpkg", "-x", str(deb), str(tree)])
-    stats = sb.tree_stats(tree)
-    stats["packages"] = [d.name for d in debs]
-    stats_file.write_text(json.dumps(stats, indent=1))
-    stamp.write_text(want)
-    return tree, stats
-
-
 def build_trees(quick: bool, apt) -> dict:
     """v1 and v2 trees, and a description of the hop between them."""
-    base = sb.QUICK_PACKAGES if quick else sb.FULL_PACKAGES
+    base = QUICK_PACKAGES if quick else FULL_PACKAGES
     upgraded = QUICK_UPGRADED if quick else FULL_UPGRADED
     debs_dir = BENCH_DIR / "debs"  # the store bench's cache: newest versions
     # Older versions and added packages live apart, so that the store bench's
@@ -229,8 +207,8 @@ def build_trees(quick: bool, apt) -> dict:
         hop["added"].append(f"{pkg} {deb_field(deb, 'Version')}")
 
     mode = "quick" if quick else "full"
-    t1, s1 = build_from_debs(f"transport-{mode}-v1", v1)
-    t2, s2 = build_from_debs(f"transport-{mode}-v2", v2)
+    t1, s1 = unpack_debs(f"transport-{mode}-v1", v1)
+    t2, s2 = unpack_debs(f"transport-{mode}-v2", v2)
     return {"v1": t1, "v2": t2, "v1_stats": s1, "v2_stats": s2, "hop": hop, "mode": mode}
 
 
@@ -706,15 +684,6 @@ def small_tree_pull_rss(args, work: Path, apt) -> int | None:
 # Reporting
 
 
-def med(runs: list[dict], op: str, key: str):
-    vals = [r[op][key] for r in runs if r.get(op) and r[op].get(key) is not None]
-    return statistics.median(vals) if vals else None
-
-
-def ratio(a, b):
-    return None if a is None or b is None or b == 0 else a / b
-
-
 def fs(v):
     return "n/a" if v is None else f"{v:.2f} s"
 
@@ -731,10 +700,6 @@ def fx(v):
 
 def fmib(v):
     return "n/a" if v is None else f"{v / 1024:.1f} MiB"
-
-
-def verdict(ok):
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
 def report(runs: list[dict], once: dict, trees: dict, rss_small: int | None) -> tuple[str, dict]:
@@ -897,7 +862,7 @@ def main() -> int:
             return 1
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    apt = sb.Apt()
+    apt = Apt()
     trees = build_trees(args.quick, apt)
     for v in ("v1", "v2"):
         st = trees[f"{v}_stats"]

@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# Install the Debian packages that the tests and benchmarks need.
+# Install the Debian packages that the tests and benchmarks need, and cargo-deny.
 #
 # Idempotent and cheap when nothing is missing: each package is checked with
 # `dpkg -s` first, and `apt-get update` (slow, network) runs only when there
-# is something to install. Works as root, or through sudo otherwise.
+# is something to install; cargo-deny is built only when ~/.cargo/bin lacks
+# the pinned version. Works as root, or through sudo otherwise.
 set -euo pipefail
+
+# cargo-deny (licenses, duplicate versions, sources, advisories: deny.toml) is no Debian
+# package: `cargo install` builds it into ~/.cargo/bin, a few minutes on 2 cores, paid
+# once per machine. Pinned, so every machine checks with the same rules.
+CARGO_DENY_VERSION=0.20.2
+install_cargo_deny() {
+    local bin="${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deny"
+    if [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "cargo-deny $CARGO_DENY_VERSION" ]; then
+        return 0
+    fi
+    echo "install-deps: building cargo-deny $CARGO_DENY_VERSION (cargo install, once)" >&2
+    # A target directory of its own (the default: a temp dir), not the caller's.
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked --force cargo-deny \
+        --version "$CARGO_DENY_VERSION"
+}
 
 # What the test suite needs.
 PACKAGES=(
     gcc           # C compiler for the zstd and blake3 crates' C parts
+    g++           # libfuzzer-sys's build script compiles libFuzzer (C++): `cargo check` of fuzz/
     zstd          # the zstd CLI, to inspect archive objects by hand
     time          # GNU /usr/bin/time, for peak RSS (-f %M)
     strace        # crash tests kill `update commit` at chosen syscalls (fault injection)
@@ -49,34 +66,37 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        SUDO=()
+    elif command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "install-deps: need root or sudo to install: ${missing[*]}" >&2
+        exit 1
+    fi
+
+    echo "install-deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # Packages such as nginx start their service when installed. The tests start their own
+    # servers on 127.0.0.1 and need no system service (and a container may have no init to
+    # run one), so service starts are refused for the duration of the install (policy-rc.d,
+    # exit 101), unless the machine already has a policy of its own.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+        "${SUDO[@]}" chmod 755 "$policy"
+        own_policy=1
+    fi
+    cleanup() { if [ "$own_policy" = 1 ]; then "${SUDO[@]}" rm -f "$policy"; fi; }
+    trap cleanup EXIT
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo)
-else
-    echo "install-deps: need root or sudo to install: ${missing[*]}" >&2
-    exit 1
+# The test suite's tool; the benches (--bench) do not need it.
+if [ "${1:-}" != --bench ]; then
+    install_cargo_deny
 fi
-
-echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-# Packages such as nginx start their service when installed. The tests start their own
-# servers on 127.0.0.1 and need no system service (and a container may have no init to
-# run one), so service starts are refused for the duration of the install (policy-rc.d,
-# exit 101), unless the machine already has a policy of its own.
-policy=/usr/sbin/policy-rc.d
-own_policy=0
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
-    "${SUDO[@]}" chmod 755 "$policy"
-    own_policy=1
-fi
-cleanup() { if [ "$own_policy" = 1 ]; then "${SUDO[@]}" rm -f "$policy"; fi; }
-trap cleanup EXIT
-"${SUDO[@]}" apt-get update -qq
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"

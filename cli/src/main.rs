@@ -1,7 +1,11 @@
 //! `update`: the command-line front end of the update system.
 //!
-//! This crate only parses arguments and prints results; every operation lives in the
-//! `store` library. Each subcommand is one module under `cmd/`.
+//! This crate only parses arguments and prints results; every operation lives in a
+//! library crate: `store` (repositories, commit, checkout, signing, remotes), `transport`
+//! (publish, pull, mirror), `fetch` (the HTTP(S)/file client), `repo-server` (serve),
+//! `deploy` (sysroots, deployments, boot entries) and `frontend` (config, the update run
+//! and agent, backends). Each subcommand is one
+//! module under `cmd/` (`cmd::boot` holds mark-good, rollback, pin and unpin).
 
 mod cmd;
 mod format;

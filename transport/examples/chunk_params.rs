@@ -50,7 +50,7 @@ fn files(root: &Path) -> Vec<PathBuf> {
 fn modify(rel: &Path, data: &[u8]) -> Option<Vec<u8>> {
     let h = blake3::hash(rel.as_os_str().as_encoded_bytes());
     let h = h.as_bytes();
-    if h[0] % 8 != 0 || data.is_empty() {
+    if !h[0].is_multiple_of(8) || data.is_empty() {
         return None;
     }
     let r = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
