@@ -28,28 +28,25 @@ pub fn mark_good(
     os: Option<&str>,
     proc_cmdline: &Path,
 ) -> Result<(DeploymentId, MarkGood)> {
-    let booted = crate::cmdline::booted(proc_cmdline)?.ok_or_else(|| {
-        Error::State(format!(
-            "no deployment is booted: {} has no {}",
-            proc_cmdline.display(),
-            crate::cmdline::DEPLOYMENT_KARG
-        ))
+    let booted = crate::cmdline::booted(proc_cmdline)?.ok_or_else(|| Error::NotBooted {
+        cmdline: proc_cmdline.to_path_buf(),
     })?;
     if let Some(o) = os {
         if o != booted.os {
-            return Err(Error::State(format!(
-                "the booted deployment {booted} is not of OS '{o}'"
-            )));
+            return Err(Error::BootedOtherOs {
+                booted: booted.to_string(),
+                os: o.to_owned(),
+            });
         }
     }
     let _lock = sysroot.lock()?;
     let state = State::load(sysroot, &booted.os, proc_cmdline)?;
-    let d = state.booted_deployment().ok_or_else(|| {
-        Error::State(format!(
-            "the booted deployment {booted} has no boot entry in {}",
-            sysroot.boot_dir().display()
-        ))
-    })?;
+    let d = state
+        .booted_deployment()
+        .ok_or_else(|| Error::NoBootEntry {
+            booted: booted.to_string(),
+            boot_dir: sysroot.boot_dir().to_path_buf(),
+        })?;
     let from = d.entry_name.file_name();
     if !d.entry_name.is_counting() {
         return Ok((d.id, MarkGood::AlreadyGood(from)));
@@ -71,13 +68,12 @@ pub fn rollback(sysroot: &Sysroot, os: Option<&str>, proc_cmdline: &Path) -> Res
         (Some(b), Some(first)) if b.id != first.id && !b.failed() => b,
         _ => state
             .rollback()
-            .ok_or_else(|| Error::State(format!("{os} has no deployment to roll back to")))?,
+            .ok_or_else(|| Error::NoRollbackTarget { os: os.to_string() })?,
     };
     if !target.present {
-        return Err(Error::State(format!(
-            "deployment {} is missing its directory",
-            target.id
-        )));
+        return Err(Error::DeploymentMissing {
+            deployment: target.id.to_string(),
+        });
     }
     let entries = EntriesDir::open(&sysroot.boot_dir(), false)?;
     let generation = state.max_generation() + 1;
@@ -105,10 +101,9 @@ pub fn set_pinned(
     let _lock = sysroot.lock()?;
     let state = State::load(sysroot, &os, proc_cmdline)?;
     let d = state.find(which)?;
-    let mut origin = d
-        .origin
-        .clone()
-        .ok_or_else(|| Error::State(format!("deployment {} has no readable origin file", d.id)))?;
+    let mut origin = d.origin.clone().ok_or_else(|| Error::NoOrigin {
+        deployment: d.id.to_string(),
+    })?;
     origin.pinned = pinned;
     let dir = sysroot.deployments_dir(&os);
     let fd = store::durable::open_dir(&dir).at_path(&dir)?;

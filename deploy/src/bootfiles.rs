@@ -47,9 +47,10 @@ impl BootFiles {
     /// files are read in full and checked against their ids ([`Error::CorruptObject`]).
     pub fn find(repo: &Repo, commit: &CommitId) -> Result<BootFiles> {
         let Some(modules) = shape::dir_at(repo, commit, MODULES)? else {
-            return Err(Error::State(format!(
-                "the tree has no /{MODULES}: a bootable tree needs /{MODULES}/KVER/{KERNEL}"
-            )));
+            return Err(Error::NoModulesDir {
+                modules: MODULES,
+                kernel: KERNEL,
+            });
         };
         let listing = repo.read_dirtree(&modules)?;
         for (name, id) in &listing.files {
@@ -73,20 +74,16 @@ impl BootFiles {
         let (kver, dir, kdir, kernel) = match found.len() {
             1 => found.remove(0),
             0 => {
-                return Err(Error::State(format!(
-                    "the tree has no kernel: expected /{MODULES}/KVER/{KERNEL}"
-                )))
+                return Err(Error::NoKernel {
+                    modules: MODULES,
+                    kernel: KERNEL,
+                })
             }
             _ => {
-                return Err(Error::State(format!(
-                    "the tree has {} kernels under /{MODULES} ({}): exactly one is supported",
-                    found.len(),
-                    found
-                        .iter()
-                        .map(|f| f.0.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
+                return Err(Error::SeveralKernels {
+                    modules: MODULES,
+                    found: found.iter().map(|f| f.0.clone()).collect(),
+                })
             }
         };
         if kver.is_empty()

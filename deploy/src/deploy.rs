@@ -126,9 +126,10 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
 
     let refspec = match &opts.rev {
         Some(r) => r.clone(),
-        None => merge_from.and_then(|d| d.origin.as_ref()).map(|o| o.refspec.clone()).ok_or_else(|| {
-            Error::State(format!("nothing to deploy: name a ref or commit (no deployment of {os} tracks one yet)"))
-        })?,
+        None => merge_from
+            .and_then(|d| d.origin.as_ref())
+            .map(|o| o.refspec.clone())
+            .ok_or_else(|| Error::NothingToDeploy { os: os.clone() })?,
     };
     let commit_id = repo.resolve_rev(&refspec)?;
     let commit = repo.read_commit(&commit_id)?;
@@ -141,10 +142,12 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
         if !opts.allow_downgrade && b.id.commit != commit_id {
             let booted = repo.read_commit(&b.id.commit)?;
             if commit.timestamp < booted.timestamp {
-                return Err(Error::State(format!(
-                    "refusing to deploy {commit_id}: it is older than the booted commit {} ({} < {}); pass --allow-downgrade to do it anyway",
-                    b.id.commit, commit.timestamp, booted.timestamp
-                )));
+                return Err(Error::Downgrade {
+                    commit: commit_id,
+                    booted: b.id.commit,
+                    commit_time: commit.timestamp,
+                    booted_time: booted.timestamp,
+                });
             }
         }
     }
@@ -382,9 +385,7 @@ fn verify(repo: &Repo, refspec: &str, commit: &CommitId) -> Result<Vec<String>> 
         }
     };
     if keys.is_empty() {
-        return Err(Error::State(format!(
-            "cannot verify {commit}: no trusted keys are configured (add a remote with --key, or deploy with verification off)"
-        )));
+        return Err(Error::NoTrustedKeys { commit: *commit });
     }
     Ok(verify_commit(repo, commit, &keys)?.trusted)
 }
@@ -399,20 +400,12 @@ fn prepare_tree(root: BorrowedFd<'_>, shown: &Path) -> Result<()> {
     let usr_etc = kind_at(usr.as_fd(), "etc", &shown.join("usr/etc"))?;
     let is_dir = |k: Option<FileType>| k.map(|k| k == FileType::Directory);
     match (is_dir(etc), is_dir(usr_etc)) {
-        (Some(true), Some(true)) => {
-            return Err(Error::State(
-                "the tree has both /etc and /usr/etc: commit the defaults in one of them".into(),
-            ))
-        }
+        (Some(true), Some(true)) => return Err(Error::EtcTwice),
         (Some(true), None) => {
             rustix::fs::renameat(root, "etc", &usr, "etc").at_path(shown.join("usr/etc"))?;
         }
-        (Some(false), _) => return Err(Error::State("the tree's /etc is not a directory".into())),
-        (_, Some(false)) => {
-            return Err(Error::State(
-                "the tree's /usr/etc is not a directory".into(),
-            ))
-        }
+        (Some(false), _) => return Err(not_a_dir("/etc")),
+        (_, Some(false)) => return Err(not_a_dir("/usr/etc")),
         (None, None) => {
             rustix::fs::mkdirat(&usr, "etc", Mode::from_raw_mode(0o755))
                 .at_path(shown.join("usr/etc"))?;
@@ -423,11 +416,21 @@ fn prepare_tree(root: BorrowedFd<'_>, shown: &Path) -> Result<()> {
         let p = shown.join(d);
         match kind_at(root, d, &p)? {
             Some(FileType::Directory) => {}
-            Some(_) => return Err(Error::State(format!("the tree's /{d} is not a directory"))),
+            Some(_) => return Err(not_a_dir(&format!("/{d}"))),
             None => rustix::fs::mkdirat(root, d, Mode::from_raw_mode(0o755)).at_path(&p)?,
         }
     }
     Ok(())
+}
+
+/// The tree has something else than a directory at `path`: refused as [`Error::TreeShape`]
+/// (the commit's listings are checked before the checkout, so this is a last line).
+fn not_a_dir(path: &str) -> Error {
+    Error::TreeShape {
+        path: path.to_owned(),
+        expected: "a directory",
+        found: "something else".to_owned(),
+    }
 }
 
 /// The type of `name` in `dir` (not following a symlink), `None` if there is nothing.

@@ -39,12 +39,8 @@ pub struct Plan {
 /// Work out what to mount from the command line in `proc_cmdline`, for a physical root at
 /// `sysroot`. Errors name what is missing.
 pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
-    let d = crate::cmdline::booted(proc_cmdline)?.ok_or_else(|| {
-        Error::State(format!(
-            "{} has no {}: nothing to boot",
-            proc_cmdline.display(),
-            crate::cmdline::DEPLOYMENT_KARG
-        ))
+    let d = crate::cmdline::booted(proc_cmdline)?.ok_or_else(|| Error::NothingToBoot {
+        cmdline: proc_cmdline.to_path_buf(),
     })?;
     let os_dir = sysroot.join(UPDATE_DIR).join("deploy").join(&d.os);
     let deploy_path = os_dir.join("deploy").join(d.id.to_string());
@@ -53,17 +49,20 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(Error::State(format!(
-                    "{what} {} is not a directory",
-                    p.display()
-                )))
+                return Err(Error::DeploymentDir {
+                    deployment: d.to_string(),
+                    what: what.to_owned(),
+                    path: p.clone(),
+                    problem: "is not a directory",
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::State(format!(
-                    "the {what} of {d} named by {} does not exist ({})",
-                    crate::cmdline::DEPLOYMENT_KARG,
-                    p.display()
-                )))
+                return Err(Error::DeploymentDir {
+                    deployment: d.to_string(),
+                    what: what.to_owned(),
+                    path: p.clone(),
+                    problem: "does not exist",
+                })
             }
             Err(e) => return Err(e).at_path(p),
         }
@@ -71,10 +70,12 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
     for sub in ["usr", "var", "sysroot"] {
         let p = deploy_path.join(sub);
         if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-            return Err(Error::State(format!(
-                "deployment {d} has no /{sub} directory ({})",
-                p.display()
-            )));
+            return Err(Error::DeploymentDir {
+                deployment: d.to_string(),
+                what: format!("/{sub}"),
+                path: p,
+                problem: "is missing or not a directory",
+            });
         }
     }
     Ok(Plan {
@@ -98,7 +99,10 @@ pub fn run(sysroot: &Path, plan: &Plan) -> Result<()> {
     let rel_var = plan
         .var_path
         .strip_prefix(sysroot)
-        .map_err(|_| Error::State("var path outside the sysroot".into()))?;
+        .map_err(|_| Error::OutsideSysroot {
+            path: plan.var_path.clone(),
+            sysroot: sysroot.to_path_buf(),
+        })?;
     let var_now = sysroot.join("sysroot").join(rel_var);
     mount_bind(&var_now, sysroot.join("var")).at_path(sysroot.join("var"))?;
     let usr = sysroot.join("usr");

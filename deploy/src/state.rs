@@ -161,11 +161,9 @@ impl State {
     pub fn find(&self, what: &str) -> Result<&Deployment> {
         if let Ok(i) = what.parse::<usize>() {
             if what.len() < 4 {
-                return self.deployments.get(i).ok_or_else(|| {
-                    Error::State(format!(
-                        "there is no deployment {i} (there are {})",
-                        self.deployments.len()
-                    ))
+                return self.deployments.get(i).ok_or(Error::NoDeploymentAt {
+                    index: i,
+                    count: self.deployments.len(),
                 });
             }
         }
@@ -176,14 +174,14 @@ impl State {
             .collect();
         match hits.as_slice() {
             [one] => Ok(one),
-            [] => Err(Error::State(format!(
-                "no deployment of {} matches '{what}'",
-                self.os
-            ))),
-            _ => Err(Error::State(format!(
-                "'{what}' matches {} deployments: give more digits",
-                hits.len()
-            ))),
+            [] => Err(Error::NoDeploymentMatch {
+                os: self.os.clone(),
+                what: what.to_owned(),
+            }),
+            _ => Err(Error::AmbiguousDeployment {
+                what: what.to_owned(),
+                count: hits.len(),
+            }),
         }
     }
 }

@@ -146,10 +146,10 @@ impl Sysroot {
         let sysroot = if config_path.exists() {
             let s = Sysroot::open(&path, None)?;
             if boot.is_some() || !kargs.is_empty() || retries.is_some() {
-                return Err(Error::State(format!(
-                    "{} is already a sysroot; its boot location, kernel arguments and retries are set (adding OS '{os}' takes only --os)",
-                    path.display()
-                )));
+                return Err(Error::AlreadySysroot {
+                    path,
+                    os: os.to_owned(),
+                });
             }
             s
         } else {
@@ -180,7 +180,7 @@ impl Sysroot {
             if !repo_path.exists() {
                 Repo::init(&repo_path, RepoMode::Bare)?;
             }
-            let text = toml::to_string(&config).map_err(|e| Error::State(e.to_string()))?;
+            let text = toml::to_string(&config).map_err(Error::ConfigEncode)?;
             durable::write_atomic(
                 upd.as_fd(),
                 CONFIG_FILE,
@@ -205,12 +205,10 @@ impl Sysroot {
         let text = match std::fs::read_to_string(&config_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::State(format!(
-                    "{} is not a sysroot (no {}): run `update sysroot init --sysroot {} --os NAME` first",
-                    path.display(),
-                    config_path.display(),
-                    path.display()
-                )))
+                return Err(Error::NotASysroot {
+                    path: path.to_path_buf(),
+                    config: config_path,
+                })
             }
             Err(e) => return Err(e).at_path(&config_path),
         };
@@ -295,28 +293,22 @@ impl Sysroot {
                 if names.iter().any(|n| n == o) {
                     Ok(o.to_owned())
                 } else {
-                    Err(Error::State(format!(
-                        "no OS '{o}' in {} (has: {}); add it with `update sysroot init --os {o}`",
-                        self.path.display(),
-                        if names.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            names.join(", ")
-                        }
-                    )))
+                    Err(Error::NoSuchOs {
+                        os: o.to_owned(),
+                        sysroot: self.path.clone(),
+                        available: names,
+                    })
                 }
             }
             None => match names.as_slice() {
                 [one] => Ok(one.clone()),
-                [] => Err(Error::State(format!(
-                    "no OS is set up in {}",
-                    self.path.display()
-                ))),
-                _ => Err(Error::State(format!(
-                    "{} holds several OSes ({}): say which with --os",
-                    self.path.display(),
-                    names.join(", ")
-                ))),
+                [] => Err(Error::NoOs {
+                    sysroot: self.path.clone(),
+                }),
+                _ => Err(Error::SeveralOses {
+                    sysroot: self.path.clone(),
+                    names,
+                }),
             },
         }
     }
@@ -334,11 +326,10 @@ impl Sysroot {
         match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(Error::State(format!(
-                    "another `update` command is changing {} (lock {} is held)",
-                    self.path.display(),
-                    path.display()
-                )))
+                return Err(Error::Locked {
+                    sysroot: self.path.clone(),
+                    lock: path,
+                })
             }
             Err(e) => return Err(e).at_path(&path),
         }

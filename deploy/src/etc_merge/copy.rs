@@ -169,10 +169,10 @@ fn copy_verified(
 ) -> Result<()> {
     let tree_path = format!("/usr{report_path}");
     let Some((id, header)) = expected.get(report_path) else {
-        return Err(Error::State(format!(
-            "{}: not a file of the commit's /usr/etc; it changed after the checkout",
-            from_shown.display()
-        )));
+        return Err(Error::ChangedDuringMerge {
+            path: from_shown.to_path_buf(),
+            what: "not a file of the commit's /usr/etc; it changed after the checkout",
+        });
     };
     let mut hasher = FileHasher::new(header);
     let mut buf = vec![0u8; 128 * 1024];

@@ -530,10 +530,10 @@ impl Apply<'_> {
             }
             let src = self.local_entry(&sub)?;
             if src.meta.kind != Kind::Dir {
-                return Err(Error::State(format!(
-                    "{}: changed while the merge read it",
-                    src.shown.display()
-                )));
+                return Err(Error::ChangedDuringMerge {
+                    path: src.shown.to_path_buf(),
+                    what: "changed while the merge read it",
+                });
             }
             let from = node::open_dir(src.parent.as_fd(), name, &src.shown)?;
             let attrs = node::xattrs_fd(from.as_fd(), &src.shown)?;
@@ -562,8 +562,8 @@ impl Apply<'_> {
 }
 
 fn vanished(path: &Path) -> Error {
-    Error::State(format!(
-        "{}: vanished while the merge read it",
-        path.display()
-    ))
+    Error::ChangedDuringMerge {
+        path: path.to_path_buf(),
+        what: "vanished while the merge read it",
+    }
 }

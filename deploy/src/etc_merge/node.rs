@@ -174,10 +174,10 @@ pub(super) fn open_file(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Resu
     )
     .at_path(shown)?;
     if fstat(fd.as_fd(), shown)?.kind != Kind::File {
-        return Err(Error::State(format!(
-            "{}: changed from a regular file while the merge read it",
-            shown.display()
-        )));
+        return Err(Error::ChangedDuringMerge {
+            path: shown.to_path_buf(),
+            what: "changed from a regular file while the merge read it",
+        });
     }
     Ok(File::from(fd))
 }
