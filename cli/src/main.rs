@@ -132,9 +132,15 @@ fn parse() -> Result<Cli, clap::Error> {
     let mut command = Cli::command();
     let matches = command.try_get_matches_from_mut(std::env::args_os())?;
     if let Some((name, _)) = matches.subcommand() {
+        // A subcommand's own global option of the same name (`config --root`) shows up
+        // here too: only options `update` alone has can conflict.
+        let mut sub_globals = Vec::new();
+        if let Some(sub) = command.find_subcommand(name) {
+            globals_below(sub, &mut sub_globals);
+        }
         let given: Vec<String> = command
             .get_arguments()
-            .filter(|a| !a.is_global_set())
+            .filter(|a| !a.is_global_set() && !sub_globals.contains(a.get_id()))
             .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
             .map(ToString::to_string)
             .collect();
@@ -149,6 +155,19 @@ fn parse() -> Result<Cli, clap::Error> {
         }
     }
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
+/// The ids of the global options of `command` and of its subcommands, recursively.
+fn globals_below(command: &clap::Command, ids: &mut Vec<clap::Id>) {
+    ids.extend(
+        command
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().clone()),
+    );
+    for sub in command.get_subcommands() {
+        globals_below(sub, ids);
+    }
 }
 
 fn main() -> ExitCode {

@@ -174,3 +174,24 @@ fn deploy_with_v_logs_each_step_and_keeps_json_clean() {
     // -v is steps, not requests or fsyncs.
     assert!(!loud.stderr.contains("DEBUG"), "{}", loud.describe());
 }
+
+#[test]
+fn v_goes_before_or_after_a_subcommand_and_update_options_still_conflict_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    update_tests::cli::init(&repo, "bare");
+    let repo = repo.to_str().unwrap();
+    update_logged(&["-v", "refs", "--repo", repo], None).success();
+    update_logged(&["refs", "--repo", repo, "-vv"], None).success();
+    // An option of `update` itself (one run) makes no sense with a subcommand.
+    let run = update_logged(&["--now", "refs", "--repo", repo], None);
+    run.exit_code(2);
+    assert!(
+        run.stderr.contains("cannot be used with '--now'"),
+        "{}",
+        run.describe()
+    );
+    // A subcommand's own global option of the same name is not such a conflict.
+    let root = dir.path().to_str().unwrap();
+    update_logged(&["config", "--root", root, "show"], None).success();
+}
