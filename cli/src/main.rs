@@ -8,12 +8,14 @@
 //! module under `cmd/` (`cmd::boot` holds mark-good, rollback, pin and unpin).
 
 mod cmd;
+mod diagnostics;
 mod format;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -33,12 +35,15 @@ the front end (update, config, agent) --root DIR (default /).";
 /// Keep Linux devices current over the air: a content-addressed store of signed OS trees.
 #[derive(Parser, Debug)]
 #[command(name = "update", version, after_help = EXIT_CODES)]
-#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     run: cmd::front::RunArgs,
+    /// Log to stderr: -v each step, -vv each request and fsync, -vvv everything.
+    /// RUST_LOG (e.g. `fetch=debug`) adds to it and wins where both name a crate.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,8 +129,53 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Parse the command line. The options of `update` itself (`--now`, ...) conflict with a
+/// subcommand; the global `-v` goes anywhere. (clap's `args_conflicts_with_subcommands`
+/// would refuse `update -v pull` too, so the conflict is checked here.)
+fn parse() -> Result<Cli, clap::Error> {
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    if let Some((name, _)) = matches.subcommand() {
+        // A subcommand's own global option of the same name (`config --root`) shows up
+        // here too: only options `update` alone has can conflict.
+        let mut sub_globals = Vec::new();
+        if let Some(sub) = command.find_subcommand(name) {
+            globals_below(sub, &mut sub_globals);
+        }
+        let given: Vec<String> = command
+            .get_arguments()
+            .filter(|a| !a.is_global_set() && !sub_globals.contains(a.get_id()))
+            .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+            .map(ToString::to_string)
+            .collect();
+        if !given.is_empty() {
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "the subcommand '{name}' cannot be used with '{}'",
+                    given.join("', '")
+                ),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
+/// The ids of the global options of `command` and of its subcommands, recursively.
+fn globals_below(command: &clap::Command, ids: &mut Vec<clap::Id>) {
+    ids.extend(
+        command
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().clone()),
+    );
+    for sub in command.get_subcommands() {
+        globals_below(sub, ids);
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout and succeed; usage errors exit 2.
@@ -137,6 +187,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    diagnostics::init(cli.verbose);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = match cli.command {

@@ -138,6 +138,7 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
     } else {
         Vec::new()
     };
+    tracing::info!(%os, %refspec, commit = %commit_id, verified = opts.verify, signed_by = ?signers, "deploy: commit resolved");
     if let Some(b) = state.booted_deployment() {
         if !opts.allow_downgrade && b.id.commit != commit_id {
             let booted = repo.read_commit(&b.id.commit)?;
@@ -171,6 +172,10 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
     // Free space, before anything is written.
     let need = space::estimate(&repo, &commit_id)?;
     space::check(dir_fd.as_fd(), &deploy_dir, need.sysroot)?;
+    tracing::info!(
+        needed = need.sysroot,
+        "deploy: leftovers cleaned, free space checked"
+    );
 
     let serial = (0u32..).find(|n| {
         let id = DeploymentId {
@@ -198,6 +203,7 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
                 mode: LinkMode::Hardlink,
             },
         )?;
+        tracing::info!(staging = %staging.display(), "deploy: checked out");
         let root = durable::open_dir_at(dir_fd.as_fd(), staging_name.as_str()).at_path(&staging)?;
         prepare_tree(root.as_fd(), &staging)?;
         let copied = !files.installed(&boot, &os)?;
@@ -253,12 +259,15 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
             expected: Some(&expected),
         })?;
         let merge = merge_from.map(|_| report);
+        tracing::info!(merged_from = ?merge_from.map(|d| d.id.to_string()), "deploy: /etc merged");
         files.install(&repo, &boot, &os)?;
+        tracing::info!(copied, "deploy: boot files installed");
         Ok::<_, Error>((stats, copied, merge))
     })();
     let (stats, copied, merge) = match result {
         Ok(r) => r,
         Err(e) => {
+            tracing::info!(error = %e, "deploy: failed; removing the staging tree");
             let _ = durable::remove_tree_at(dir_fd.as_fd(), &staging_name);
             return Err(e);
         }
@@ -288,6 +297,7 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
             .map_or(0, |d| d.as_secs()),
     };
     let publish = (|| {
+        tracing::debug!(dir = %deploy_dir.display(), "deploy: syncfs");
         rustix::fs::syncfs(&dir_fd).at_path(&deploy_dir)?;
         durable::write_atomic(
             dir_fd.as_fd(),
@@ -315,11 +325,13 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
         return Err(e);
     }
 
+    tracing::info!(deployment = %id, "deploy: deployment published");
     let dref = DeploymentRef { os: os.clone(), id };
     let generation = state.max_generation() + 1;
     let entry = make_entry(&os, &dref, generation, version.as_deref(), &files, &kargs);
     let name = EntryName::new(&format!("update-{os}-{generation}"))?.with_tries(retries)?;
     entries.write(&name, &entry)?;
+    tracing::info!(entry = %name.file_name(), generation, "deploy: boot entry written");
 
     // Cleanup: keep the new one, the booted one, the one merged from, and pinned ones.
     // The new deployment is live already, so a failure here is reported, not fatal: the
@@ -350,6 +362,11 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
                 .map(str::to_owned)
         })
         .collect();
+    tracing::info!(
+        removed = removed.len(),
+        warnings = warnings.len(),
+        "deploy: old deployments cleaned up"
+    );
     used.push(files.rel_dir(&os));
     let removed_boot = bootfiles::remove_unused(&boot, &os, &used).unwrap_or_else(|e| {
         warnings.push(format!("could not remove unused boot files: {e}"));

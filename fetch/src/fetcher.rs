@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use url::Url;
 
@@ -37,6 +38,25 @@ impl std::fmt::Debug for Fetcher {
         f.debug_struct("Fetcher")
             .field("base", &self.base.as_str())
             .finish()
+    }
+}
+
+/// Logs the end of one fetcher call: what was asked, how many bytes came back in how long,
+/// or why it failed. Each HTTP request inside it is logged by the HTTP backend.
+fn log_call<T>(
+    call: &'static str,
+    url: &Url,
+    ranges: usize,
+    started: Instant,
+    result: &Result<T, Error>,
+    bytes: impl FnOnce(&T) -> u64,
+) {
+    let ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(value) => {
+            tracing::debug!(call, url = %url, ranges, bytes = bytes(value), ms, "fetched")
+        }
+        Err(error) => tracing::debug!(call, url = %url, ranges, ms, %error, "fetch failed"),
     }
 }
 
@@ -157,7 +177,8 @@ impl Fetcher {
     /// `Content-Length` and while streaming, after gzip decoding).
     pub fn get(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, Error> {
         let url = self.url(path)?;
-        match &self.backend {
+        let started = Instant::now();
+        let result = match &self.backend {
             Backend::File(root) => {
                 self.count_file_call();
                 file::get(&root.join(path), url.as_str(), max_bytes)
@@ -165,7 +186,9 @@ impl Fetcher {
             Backend::Http { runtime, http } => {
                 Self::run(runtime, &self.cfg, &url, http.get(&url, max_bytes))
             }
-        }
+        };
+        log_call("get", &url, 0, started, &result, |b| b.len() as u64);
+        result
     }
 
     /// The byte ranges `(offset, len)` of `path`, in the order asked, together at most
@@ -179,7 +202,8 @@ impl Fetcher {
         max_total: u64,
     ) -> Result<Vec<Vec<u8>>, Error> {
         let url = self.url(path)?;
-        match &self.backend {
+        let started = Instant::now();
+        let result = match &self.backend {
             Backend::File(root) => {
                 self.count_file_call();
                 file::get_ranges(&root.join(path), url.as_str(), ranges, max_total)
@@ -190,7 +214,11 @@ impl Fetcher {
                 &url,
                 http.get_ranges(&url, ranges, max_total),
             ),
-        }
+        };
+        log_call("get_ranges", &url, ranges.len(), started, &result, |r| {
+            r.iter().map(|b| b.len() as u64).sum()
+        });
+        result
     }
 
     /// Streams the byte ranges `(offset, len)` of `path`, sorted by offset and disjoint,
@@ -207,18 +235,39 @@ impl Fetcher {
     ) -> Result<(), Error> {
         let url = self.url(path)?;
         require_ordered(ranges)?;
-        match &self.backend {
+        let started = Instant::now();
+        let mut received = 0u64;
+        let mut counted = |i: usize, bytes: Vec<u8>| {
+            received += bytes.len() as u64;
+            sink(i, bytes)
+        };
+        let result = match &self.backend {
             Backend::File(root) => {
                 self.count_file_call();
-                file::stream_ranges(&root.join(path), url.as_str(), ranges, max_total, sink)
+                file::stream_ranges(
+                    &root.join(path),
+                    url.as_str(),
+                    ranges,
+                    max_total,
+                    &mut counted,
+                )
             }
             Backend::Http { runtime, http } => Self::run(
                 runtime,
                 &self.cfg,
                 &url,
-                http.stream_ranges(&url, ranges, max_total, sink),
+                http.stream_ranges(&url, ranges, max_total, &mut counted),
             ),
-        }
+        };
+        log_call(
+            "stream_ranges",
+            &url,
+            ranges.len(),
+            started,
+            &result,
+            |()| received,
+        );
+        result
     }
 
     /// Downloads `path` into `dest` (a `.part` file), resuming after the bytes it already
@@ -239,7 +288,8 @@ impl Fetcher {
                 limit: max_bytes,
             });
         }
-        match &self.backend {
+        let started = Instant::now();
+        let result = match &self.backend {
             Backend::File(root) => {
                 self.count_file_call();
                 file::download_to(&root.join(path), url.as_str(), dest, expected_len)
@@ -250,7 +300,9 @@ impl Fetcher {
                 &url,
                 http.download_to(&url, dest, expected_len),
             ),
-        }
+        };
+        log_call("download_to", &url, 0, started, &result, |n| *n);
+        result
     }
 }
 

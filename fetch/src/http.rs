@@ -186,6 +186,7 @@ impl Http {
                 reason: "not a valid request URI",
             })?;
             self.requests.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
             let sent = self.client.request(request);
             let response = if speed.limit > 0 && !speed.time.is_zero() {
                 tokio::time::timeout(head_timeout, sent)
@@ -210,6 +211,14 @@ impl Http {
                     other => other,
                 }
             })?;
+            tracing::debug!(
+                url = %current,
+                range,
+                status = response.status().as_u16(),
+                bytes = content_length(response.headers()),
+                ms = started.elapsed().as_millis() as u64,
+                "GET"
+            );
             if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
                 return Ok((current, response));
             }
@@ -256,6 +265,7 @@ impl Http {
             match op().await {
                 Ok(value) => return Ok(value),
                 Err(e) if e.is_transient() && attempt < self.cfg.retries => {
+                    tracing::info!(url = %url, attempt = attempt + 1, error = %e, "retrying");
                     tokio::time::sleep(backoff(self.cfg.retry_backoff, attempt)).await;
                     attempt += 1;
                 }
@@ -451,6 +461,7 @@ impl Http {
                 // Some servers and CDNs answer a multi-range request with the whole file
                 // but honour single ranges: ask for one range at a time from now on.
                 Err(Error::RangeIgnored { .. }) if group.len() > 1 => {
+                    tracing::debug!(url = %url, "server ignores multi-range requests; one range per request from now on");
                     self.single_ranges.store(true, Ordering::Relaxed);
                 }
                 Err(e) if e.is_transient() => {
@@ -468,6 +479,7 @@ impl Http {
                             last: Box::new(e),
                         });
                     }
+                    tracing::info!(url = %url, attempt = attempt + 1, error = %e, "retrying");
                     tokio::time::sleep(backoff(self.cfg.retry_backoff, attempt)).await;
                     attempt += 1;
                 }

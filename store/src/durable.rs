@@ -78,14 +78,25 @@ pub fn write_atomic(
         Mode::from_raw_mode(mode),
     )
     .at_path(shown)?;
+    let started = std::time::Instant::now();
     let result = (|| {
         let mut f = std::fs::File::from(fd);
         f.write_all(data)?;
+        tracing::trace!(path = %shown.display(), bytes = data.len(), "fsync file");
         f.sync_all()?;
+        tracing::trace!(path = %shown.display(), from = %tmp, "rename");
         rustix::fs::renameat(dir, tmp.as_str(), dir, name)?;
+        tracing::trace!(path = %shown.display(), "fsync directory");
         rustix::fs::fsync(dir)?;
         Ok::<(), std::io::Error>(())
     })();
+    tracing::debug!(
+        path = %shown.display(),
+        bytes = data.len(),
+        ms = started.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        "atomic write: fsync, rename, fsync directory"
+    );
     if result.is_err() {
         let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
     }

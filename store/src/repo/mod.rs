@@ -215,7 +215,14 @@ impl Repo {
     /// directory entries of objects published by [`Transaction::commit_unsynced`] among
     /// them.
     pub fn sync(&self) -> Result<()> {
-        rustix::fs::syncfs(self.dir()).at_path(self.path())
+        let started = std::time::Instant::now();
+        rustix::fs::syncfs(self.dir()).at_path(self.path())?;
+        tracing::debug!(
+            repo = %self.path().display(),
+            ms = started.elapsed().as_millis() as u64,
+            "syncfs"
+        );
+        Ok(())
     }
 
     /// The `objects/` directory handle.

@@ -409,7 +409,13 @@ impl Transaction<'_> {
         let staged = std::mem::take(&mut *self.staged.lock().expect("poisoned"));
         if !staged.is_empty() {
             // One syncfs makes all staged content durable before any becomes visible.
+            let started = std::time::Instant::now();
             rustix::fs::syncfs(&self.staging).at_path(self.staging_path())?;
+            tracing::debug!(
+                objects = staged.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "commit: syncfs of the staged objects"
+            );
             let mode = self.repo.mode();
             let mut touched = BTreeSet::new();
             let mut fanouts: HashMap<String, OwnedFd> = HashMap::new();
@@ -421,6 +427,7 @@ impl Transaction<'_> {
                     fanouts.insert(dir.clone(), fd);
                 }
                 let dst = &fanouts[&dir];
+                tracing::trace!(object = %src, to = %format_args!("objects/{dir}/{name}"), "rename");
                 match rustix::fs::renameat_with(
                     &self.staging,
                     src.as_str(),
@@ -441,12 +448,18 @@ impl Transaction<'_> {
                 touched.insert(dir);
             }
             if sync_dirs {
+                let started = std::time::Instant::now();
                 for dir in &touched {
                     rustix::fs::fsync(&fanouts[dir])
                         .at_path(self.repo.path().join("objects").join(dir))?;
                 }
                 rustix::fs::fsync(self.repo.objects_dir())
                     .at_path(self.repo.path().join("objects"))?;
+                tracing::debug!(
+                    directories = touched.len() + 1,
+                    ms = started.elapsed().as_millis() as u64,
+                    "commit: fsync of the object directories"
+                );
             }
         }
         for (commit, sigs) in std::mem::take(&mut *self.signatures.lock().expect("poisoned")) {

@@ -272,6 +272,16 @@ pub(super) fn pull_commit(
         .sum::<u64>()
         + verified.values().map(|v| v.len() as u64).sum::<u64>();
     super::check_space(repo, content)?;
+    tracing::info!(
+        r#ref = %entry.name,
+        commit = %commit_id,
+        bytes = total,
+        files = candidates.len(),
+        metadata = meta_locs.len(),
+        batches = batches.len(),
+        local_chunks = seeds.len(),
+        "pull: planned"
+    );
     (ctx.events)(&Event::Planned {
         name: entry.name.to_string(),
         commit: commit_id,
@@ -321,6 +331,7 @@ pub(super) fn pull_commit(
             // hold no buffered bytes meanwhile.
             for &pack in &streams.starts[b] {
                 let (seq, pipe) = (&streams.seqs[pack], &pipes[pack]);
+                tracing::debug!(pack = %packs[pack].pack_id(), blobs = seq.len(), "pull: streaming pack");
                 scope.spawn(move || produce(fetcher, packs, pack, seq, pipe));
             }
             let stored = take_batch(&pipes, &streams.up_front[b]).and_then(|fetched| {
@@ -345,8 +356,15 @@ pub(super) fn pull_commit(
             written += batch.files.len() as u64;
             uncommitted += batch.bytes;
             staged.extend(batch.files.iter().map(|p| p.file.id));
+            tracing::debug!(
+                batch = b,
+                files = batch.files.len(),
+                bytes = batch.bytes,
+                "pull: batch stored"
+            );
             if uncommitted >= COMMIT_BYTES {
                 // Durable content now; durable names with the sync before the ref (below).
+                tracing::debug!(bytes = uncommitted, "pull: committing stored files");
                 std::mem::replace(&mut txn, repo.begin()?).commit_unsynced()?;
                 (uncommitted, staged) = (0, HashSet::new());
             }
@@ -382,6 +400,7 @@ pub(super) fn pull_commit(
     txn.write_commit(&commit)?;
     txn.write_signatures(&commit_id, sigs)?;
     txn.commit_and_set_remote_ref(&ctx.remote.name, &entry.name, &commit_id)?;
+    tracing::info!(r#ref = %entry.name, commit = %commit_id, files = written, "pull: commit point: ref moved");
     Ok(Outcome { files: written })
 }
 

@@ -29,6 +29,15 @@ pub(super) fn pull_delta(
     let have = if have > delta.size { 0 } else { have };
     // The delta itself, and at least as much again for what it decodes to.
     super::check_space(ctx.repo, (delta.size - have).saturating_mul(2))?;
+    tracing::info!(
+        r#ref = %entry.name,
+        from = %current,
+        to = %entry.commit,
+        delta = %delta.id,
+        bytes = delta.size - have,
+        resumed_at = have,
+        "pull: planned static delta"
+    );
     (ctx.events)(&Event::Planned {
         name: entry.name.to_string(),
         commit: entry.commit,
@@ -66,6 +75,8 @@ pub(super) fn pull_delta(
         });
     }
 
+    tracing::debug!(delta = %delta.id, bytes = n, "pull: static delta matches the summary");
+
     let txn = ctx.repo.begin()?;
     let mut reader =
         BufReader::with_capacity(1 << 20, File::open(&part).map_err(local)?.take(delta.size));
@@ -74,6 +85,7 @@ pub(super) fn pull_delta(
     ctx.check_downgrade(entry, Some(current), timestamp)?;
     txn.write_signatures(&entry.commit, sigs)?;
     txn.commit_and_set_remote_ref(&ctx.remote.name, &entry.name, &entry.commit)?;
+    tracing::info!(r#ref = %entry.name, commit = %entry.commit, files = stats.files, "pull: commit point: ref moved (static delta)");
     let _ = std::fs::remove_file(&part);
     Ok(stats.files)
 }

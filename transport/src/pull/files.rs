@@ -106,7 +106,10 @@ impl Cache {
     ) -> Result<PackIndex, PullError> {
         let rel = Self::pack_rel(entry);
         let bytes = match self.read(&rel, entry.index_size, &entry.index_id) {
-            Some(b) => b,
+            Some(b) => {
+                tracing::debug!(pack = %entry.id, "pull: pack index from the cache");
+                b
+            }
             None => {
                 let path = format!("packs/{}.idx", entry.id);
                 let b = get_pinned(
@@ -147,7 +150,10 @@ impl Cache {
         let rel = Self::chunks_rel(&entry.commit, &entry.chunk_index_id);
         let path = format!("chunks/{}.cidx", entry.commit);
         let bytes = match self.read(&rel, entry.chunk_index_size, &entry.chunk_index_id) {
-            Some(b) => b,
+            Some(b) => {
+                tracing::debug!(commit = %entry.commit, "pull: chunk index from the cache");
+                b
+            }
             None => {
                 let b = get_pinned(
                     fetcher,

@@ -437,6 +437,7 @@ impl PullCtx<'_> {
         } else {
             Vec::new()
         };
+        tracing::debug!(r#ref = %entry.name, commit = %entry.commit, signed_by = ?signed_by, "pull: commit signatures checked");
         self.check_downgrade(entry, current.as_ref(), entry.timestamp)?;
 
         let outcome = |updated, files, fetched| RefOutcome {
@@ -454,6 +455,7 @@ impl PullCtx<'_> {
         // chunked pull below fetches exactly what is missing.
         if repo.has_object(ObjectKind::Commit, &entry.commit.0)? && self.complete(&entry.commit) {
             if previous == Some(entry.commit) {
+                tracing::info!(r#ref = %entry.name, commit = %entry.commit, "pull: ref already at this commit");
                 return Ok(outcome(false, 0, self.fetched - before));
             }
             // Pulled under another name, or committed here.
@@ -465,6 +467,7 @@ impl PullCtx<'_> {
             let txn = repo.begin()?;
             txn.write_signatures(&entry.commit, sigs)?;
             txn.commit_and_set_remote_ref(&self.remote.name, &entry.name, &entry.commit)?;
+            tracing::info!(r#ref = %entry.name, commit = %entry.commit, "pull: commit point: ref moved to a commit already stored");
             return Ok(outcome(true, 0, self.fetched - before));
         }
         let delta = match (&current, self.opts.use_deltas) {
@@ -483,10 +486,13 @@ impl PullCtx<'_> {
                 // A delta that cannot be fetched (gone, damaged, a mirror serving another
                 // one) or applied here (a file of the old commit missing locally) is not the
                 // end: the chunks still are, verified the same way.
-                Err(e) => (self.events)(&Event::DeltaFailed {
-                    name: entry.name.to_string(),
-                    reason: e.to_string(),
-                }),
+                Err(e) => {
+                    tracing::info!(r#ref = %entry.name, error = %e, "pull: static delta failed; pulling chunk by chunk");
+                    (self.events)(&Event::DeltaFailed {
+                        name: entry.name.to_string(),
+                        reason: e.to_string(),
+                    })
+                }
             }
         }
         let files = chunked::pull_commit(self, entry, sigs, current.as_ref())?.files;
@@ -516,6 +522,7 @@ pub fn pull(
         cfg.tls = fetch_config(remote).tls;
     }
     let fetcher = Fetcher::new(cfg)?;
+    tracing::info!(remote = %remote.name, url = %remote.url, verify = opts.verify, "pull: fetching the summary");
 
     let bytes = fetch_summary(&fetcher)?;
     let summary = if opts.verify {
@@ -523,6 +530,14 @@ pub fn pull(
         let state = load_trust_state(&state_path)?.unwrap_or_default();
         let verified = verify_summary(&bytes, &trusted, &state, now)?;
         save_trust_state(&state_path, &verified.new_state)?;
+        tracing::info!(
+            serial = verified.summary.serial,
+            signed_by = ?verified.signed_by,
+            unchanged = verified.unchanged,
+            refs = verified.summary.refs.len(),
+            packs = verified.summary.packs.len(),
+            "pull: summary verified"
+        );
         events(&Event::Summary {
             serial: verified.summary.serial,
             signed_by: verified.signed_by.clone(),
@@ -534,6 +549,10 @@ pub fn pull(
         verified.summary
     } else {
         let summary = crate::summary::parse_signed(&bytes)?.summary;
+        tracing::info!(
+            serial = summary.serial,
+            "pull: summary accepted without checking its signatures (verification is off)"
+        );
         events(&Event::Summary {
             serial: summary.serial,
             signed_by: Vec::new(),
@@ -587,6 +606,13 @@ pub fn pull(
         .map(|(_, c)| c)
         .collect();
     ctx.cache.tidy(repo, &summary.packs, &keep);
+    tracing::info!(
+        remote = %remote.name,
+        refs = refs.len(),
+        bytes = ctx.fetched,
+        requests = fetcher.requests(),
+        "pull: done"
+    );
     Ok(PullReport {
         remote: remote.name.clone(),
         serial: summary.serial,
