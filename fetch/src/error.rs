@@ -278,17 +278,10 @@ impl Error {
     }
 }
 
-/// Attaches a path to an `io::Error`.
-pub(crate) trait IoResultExt<T> {
-    /// Wraps the error as [`Error::File`] naming `path`.
-    fn at_path(self, path: &std::path::Path) -> Result<T, Error>;
-}
-
-impl<T> IoResultExt<T> for std::io::Result<T> {
-    fn at_path(self, path: &std::path::Path) -> Result<T, Error> {
-        self.map_err(|source| Error::File {
-            path: path.to_path_buf(),
-            source,
-        })
+impl error_ext::FromIoError for Error {
+    fn from_io(path: PathBuf, source: std::io::Error) -> Self {
+        Error::File { path, source }
     }
 }
+
+error_ext::io_result_ext!(pub(crate) Error);

@@ -1,7 +1,7 @@
 //! The one error type of the `store` crate.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::id::ObjectId;
 use crate::object::ObjectKind;
@@ -165,20 +165,13 @@ pub enum Error {
 /// Result with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attach the path an I/O error is about.
-pub trait IoResultExt<T> {
-    /// Turn an `io::Error` into [`Error::Io`] naming `path`.
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T>;
-}
-
-impl<T, E: Into<io::Error>> IoResultExt<T> for std::result::Result<T, E> {
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source: e.into(),
-        })
+impl error_ext::FromIoError for Error {
+    fn from_io(path: PathBuf, source: io::Error) -> Self {
+        Error::Io { path, source }
     }
 }
+
+error_ext::io_result_ext!(pub Error);
 
 impl Error {
     /// Shorthand for [`Error::Invalid`].
