@@ -95,9 +95,23 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A key or signature problem.
-    #[error("{0}")]
-    Signature(String),
+    /// A commit's signature file is larger than any set of signatures may be.
+    #[error("{}: signature file exceeds the limit of {limit} bytes", path.display())]
+    SignaturesTooLarge {
+        /// The signature file.
+        path: PathBuf,
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// The system's random source failed, so no key could be generated.
+    #[error("cannot read the system random source")]
+    RandomSource(#[source] getrandom::Error),
+    /// A signature just made with a key does not verify: the key is unusable (weak).
+    #[error("a fresh signature over commit {commit} does not verify (weak signing key?)")]
+    WeakSigningKey {
+        /// The commit that was being signed.
+        commit: crate::id::CommitId,
+    },
     /// A key file or key text is unusable (bad base64, wrong length, a secret key where a
     /// public one belongs, a weak key).
     #[error("bad key {what}: {reason}")]

@@ -51,6 +51,14 @@ pub enum Error {
         /// The cap.
         limit: u64,
     },
+    /// More distinct keys were given to sign a summary than a summary may carry.
+    #[error("a summary carries at most {limit} signatures, {given} keys given")]
+    TooManySummaryKeys {
+        /// Distinct keys given.
+        given: usize,
+        /// [`crate::summary::MAX_SUMMARY_SIGNATURES`].
+        limit: usize,
+    },
     /// A summary carries no signature at all.
     #[error("summary is unsigned: a device only accepts a summary signed by a trusted key")]
     SummaryUnsigned,
