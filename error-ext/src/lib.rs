@@ -85,7 +85,7 @@ macro_rules! io_result_ext {
 /// Prints an error and each of its causes (`source`s), joined by `": "`: the one format
 /// in which `update` shows an error to a person.
 #[derive(Clone, Copy)]
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -243,7 +243,7 @@ pub enum Error {
         actual: u64,
     },
     /// A local file (file:// source or download destination) could not be used.
-    #[error("{}: I/O error", path.display())]
+    #[error("{}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -285,3 +285,19 @@ impl error_ext::FromIoError for Error {
 }
 
 error_ext::io_result_ext!(pub(crate) Error);
+
+#[cfg(test)]
+mod tests {
+    use super::IoResultExt;
+
+    #[test]
+    fn file_error_text_is_the_path_and_the_cause_only_its_source() {
+        let path = std::path::Path::new("/nonexistent/update-test");
+        let e = std::fs::read(path).at_path(path).unwrap_err();
+        assert_eq!(e.to_string(), "/nonexistent/update-test");
+        assert_eq!(
+            error_ext::Chain(&e).to_string(),
+            "/nonexistent/update-test: No such file or directory (os error 2)"
+        );
+    }
+}

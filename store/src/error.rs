@@ -11,8 +11,9 @@ use crate::object::ObjectKind;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A system call on `path` failed.
-    #[error("{}: {source}", path.display())]
+    /// A system call on `path` failed. The message is the path; the kernel's word is the
+    /// `source`.
+    #[error("{}", path.display())]
     Io {
         /// The file or directory the call was about.
         path: PathBuf,
@@ -202,5 +203,21 @@ impl Error {
             what,
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IoResultExt;
+
+    #[test]
+    fn io_error_text_is_the_path_and_the_cause_only_its_source() {
+        let path = "/nonexistent/update-test";
+        let e = std::fs::read(path).at_path(path).unwrap_err();
+        assert_eq!(e.to_string(), path);
+        assert_eq!(
+            error_ext::Chain(&e).to_string(),
+            format!("{path}: No such file or directory (os error 2)")
+        );
     }
 }

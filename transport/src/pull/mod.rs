@@ -239,7 +239,7 @@ pub enum PullError {
         reason: String,
     },
     /// A local file (cache, partial download) could not be used.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Local {
         /// The file.
         path: PathBuf,
@@ -485,7 +485,7 @@ impl PullCtx<'_> {
                 // end: the chunks still are, verified the same way.
                 Err(e) => (self.events)(&Event::DeltaFailed {
                     name: entry.name.to_string(),
-                    reason: e.to_string(),
+                    reason: error_ext::Chain(&e).to_string(),
                 }),
             }
         }
