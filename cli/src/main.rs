@@ -204,7 +204,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // Whatever was printed before the error goes out first.
             let _ = out.flush();
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", error_ext::Chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -216,23 +216,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
-}
-
-/// The error and its causes, joined by ": ", skipping a cause whose text the message
-/// before it already includes (store errors print their source inline).
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if text.contains(&s) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&s);
-    }
-    text
 }
 
 #[cfg(test)]

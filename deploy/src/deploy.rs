@@ -347,7 +347,11 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
             .and_then(|_| remove_deployment(&deploy_dir, dir_fd.as_fd(), &d.id));
         match r {
             Ok(()) => removed.push(d.id),
-            Err(e) => warnings.push(format!("could not remove old deployment {}: {e}", d.id)),
+            Err(e) => warnings.push(format!(
+                "could not remove old deployment {}: {}",
+                d.id,
+                error_ext::Chain(&e)
+            )),
         }
     }
     let mut used: Vec<String> = state
@@ -369,7 +373,10 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
     );
     used.push(files.rel_dir(&os));
     let removed_boot = bootfiles::remove_unused(&boot, &os, &used).unwrap_or_else(|e| {
-        warnings.push(format!("could not remove unused boot files: {e}"));
+        warnings.push(format!(
+            "could not remove unused boot files: {}",
+            error_ext::Chain(&e)
+        ));
         Vec::new()
     });
     Ok(DeployReport {

@@ -1,7 +1,7 @@
 //! The one error type of the `deploy` crate.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Everything that can go wrong while deploying. The `Display` text names what was wrong
 /// and where.
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum Error {
     /// A system call on `path` failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file or directory the call was about.
         path: PathBuf,
@@ -284,26 +284,10 @@ impl Error {
     }
 }
 
-/// Attach a path to an I/O result.
-pub trait IoResultExt<T> {
-    /// Map the error into [`Error::Io`] naming `path`.
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T>;
-}
-
-impl<T> IoResultExt<T> for io::Result<T> {
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        })
+impl error_ext::FromIoError for Error {
+    fn from_io(path: PathBuf, source: io::Error) -> Self {
+        Error::Io { path, source }
     }
 }
 
-impl<T> IoResultExt<T> for rustix::io::Result<T> {
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source: e.into(),
-        })
-    }
-}
+error_ext::io_result_ext!(pub Error);

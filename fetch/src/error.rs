@@ -243,7 +243,7 @@ pub enum Error {
         actual: u64,
     },
     /// A local file (file:// source or download destination) could not be used.
-    #[error("{}: I/O error", path.display())]
+    #[error("{}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -278,17 +278,26 @@ impl Error {
     }
 }
 
-/// Attaches a path to an `io::Error`.
-pub(crate) trait IoResultExt<T> {
-    /// Wraps the error as [`Error::File`] naming `path`.
-    fn at_path(self, path: &std::path::Path) -> Result<T, Error>;
+impl error_ext::FromIoError for Error {
+    fn from_io(path: PathBuf, source: std::io::Error) -> Self {
+        Error::File { path, source }
+    }
 }
 
-impl<T> IoResultExt<T> for std::io::Result<T> {
-    fn at_path(self, path: &std::path::Path) -> Result<T, Error> {
-        self.map_err(|source| Error::File {
-            path: path.to_path_buf(),
-            source,
-        })
+error_ext::io_result_ext!(pub(crate) Error);
+
+#[cfg(test)]
+mod tests {
+    use super::IoResultExt;
+
+    #[test]
+    fn file_error_text_is_the_path_and_the_cause_only_its_source() {
+        let path = std::path::Path::new("/nonexistent/update-test");
+        let e = std::fs::read(path).at_path(path).unwrap_err();
+        assert_eq!(e.to_string(), "/nonexistent/update-test");
+        assert_eq!(
+            error_ext::Chain(&e).to_string(),
+            "/nonexistent/update-test: No such file or directory (os error 2)"
+        );
     }
 }

@@ -183,8 +183,9 @@ impl Log {
         if let Err(e) = r {
             if !self.warned.replace(true) {
                 eprintln!(
-                    "warning: could not write the audit log to {}: {e}",
-                    self.sink
+                    "warning: could not write the audit log to {}: {}",
+                    self.sink,
+                    error_ext::Chain(&e)
                 );
             }
         }

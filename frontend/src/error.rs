@@ -14,7 +14,7 @@ const KEY_ACCEPTED: &str = "accepted: the base64 text of an ed25519 public key f
 #[non_exhaustive]
 pub enum Error {
     /// A system call on `path` failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -79,7 +79,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A key file cannot be read (missing, a directory, no permission).
-    #[error("invalid key file {}: {source} ({KEY_ACCEPTED})", path.display())]
+    #[error("invalid key file {} ({KEY_ACCEPTED})", path.display())]
     KeyFile {
         /// The path given.
         path: PathBuf,
@@ -114,7 +114,7 @@ pub enum Error {
         action: Action,
     },
     /// The built-in backend's pull from the source failed.
-    #[error("pull from {url}: {source}")]
+    #[error("pull from {url}")]
     Pull {
         /// The source URL.
         url: String,
@@ -128,7 +128,7 @@ pub enum Error {
         name: String,
     },
     /// The reboot command could not be started.
-    #[error("cannot run reboot command '{command}': {source}")]
+    #[error("cannot run reboot command '{command}'")]
     RebootSpawn {
         /// The command.
         command: String,

@@ -216,7 +216,7 @@ pub fn run_with(
     match &result {
         Ok(RunOutcome::NothingToDo) => rec.result = Outcome::NothingToDo,
         Ok(RunOutcome::Updated { .. }) => rec.result = Outcome::Success,
-        Err(e) => rec.error = Some(e.to_string()),
+        Err(e) => rec.error = Some(error_ext::Chain(&e).to_string()),
     }
     log.record(&rec);
     match result? {
@@ -289,7 +289,10 @@ pub fn agent_with(
     // Started at boot: a fallback the firmware just made is logged now, not hours later.
     if let Ok(mut b) = select() {
         if let Err(e) = report_rollbacks(b.as_mut(), s, clock, &audit_log(s)) {
-            eprintln!("warning: could not check for failed boots: {e}");
+            eprintln!(
+                "warning: could not check for failed boots: {}",
+                error_ext::Chain(&e)
+            );
         }
     }
     let mut runs = 0;

@@ -1,7 +1,7 @@
 //! The one error type of the `store` crate.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::id::ObjectId;
 use crate::object::ObjectKind;
@@ -11,8 +11,9 @@ use crate::object::ObjectKind;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A system call on `path` failed.
-    #[error("{}: {source}", path.display())]
+    /// A system call on `path` failed. The message is the path; the kernel's word is the
+    /// `source`.
+    #[error("{}", path.display())]
     Io {
         /// The file or directory the call was about.
         path: PathBuf,
@@ -95,9 +96,23 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A key or signature problem.
-    #[error("{0}")]
-    Signature(String),
+    /// A commit's signature file is larger than any set of signatures may be.
+    #[error("{}: signature file exceeds the limit of {limit} bytes", path.display())]
+    SignaturesTooLarge {
+        /// The signature file.
+        path: PathBuf,
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// The system's random source failed, so no key could be generated.
+    #[error("cannot read the system random source")]
+    RandomSource(#[source] getrandom::Error),
+    /// A signature just made with a key does not verify: the key is unusable (weak).
+    #[error("a fresh signature over commit {commit} does not verify (weak signing key?)")]
+    WeakSigningKey {
+        /// The commit that was being signed.
+        commit: crate::id::CommitId,
+    },
     /// A key file or key text is unusable (bad base64, wrong length, a secret key where a
     /// public one belongs, a weak key).
     #[error("bad key {what}: {reason}")]
@@ -165,20 +180,13 @@ pub enum Error {
 /// Result with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attach the path an I/O error is about.
-pub trait IoResultExt<T> {
-    /// Turn an `io::Error` into [`Error::Io`] naming `path`.
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T>;
-}
-
-impl<T, E: Into<io::Error>> IoResultExt<T> for std::result::Result<T, E> {
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source: e.into(),
-        })
+impl error_ext::FromIoError for Error {
+    fn from_io(path: PathBuf, source: io::Error) -> Self {
+        Error::Io { path, source }
     }
 }
+
+error_ext::io_result_ext!(pub Error);
 
 impl Error {
     /// Shorthand for [`Error::Invalid`].
@@ -195,5 +203,21 @@ impl Error {
             what,
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IoResultExt;
+
+    #[test]
+    fn io_error_text_is_the_path_and_the_cause_only_its_source() {
+        let path = "/nonexistent/update-test";
+        let e = std::fs::read(path).at_path(path).unwrap_err();
+        assert_eq!(e.to_string(), path);
+        assert_eq!(
+            error_ext::Chain(&e).to_string(),
+            format!("{path}: No such file or directory (os error 2)")
+        );
     }
 }

@@ -274,7 +274,7 @@ fn as_fsck_error(kind: ObjectKind, id: &ObjectId, e: Error) -> FsckError {
         e => FsckError::Corrupt {
             kind,
             id: *id,
-            reason: e.to_string(),
+            reason: error_ext::Chain(&e).to_string(),
         },
     }
 }
@@ -316,7 +316,7 @@ fn check_signatures(repo: &Repo, id: &CommitId, errors: &mut Vec<FsckError>) {
         }
         Err(e) => errors.push(FsckError::BadSignature {
             commit: *id,
-            reason: e.to_string(),
+            reason: error_ext::Chain(&e).to_string(),
         }),
     }
 }

@@ -159,7 +159,9 @@ fn kept_commits(
                 Ok(commit) => commit,
                 // History truncated by an earlier prune.
                 Err(Error::MissingObject { .. }) if !is_head => break,
-                Err(e) => return Err(refuse(format!("ref {name}: {e}"))),
+                Err(e) => {
+                    return Err(refuse(format!("ref {name}: {}", error_ext::Chain(&e))));
+                }
             };
             if !is_head && opts.older_than.is_some_and(|t| commit.timestamp < t) {
                 break;

@@ -164,8 +164,7 @@ fn open_parent(path: &Path) -> Result<(OwnedFd, String)> {
 /// and the public key at `path.pub`. Both are fsynced, with their directory.
 pub fn generate_key(path: &Path) -> Result<PublicKey> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed)
-        .map_err(|e| Error::Signature(format!("system random source: {e}")))?;
+    getrandom::fill(&mut seed).map_err(Error::RandomSource)?;
     let key = SigningKey::from_bytes(&seed);
     seed.fill(0);
     let public = PublicKey::from(&key);
@@ -388,9 +387,7 @@ pub fn signature_entry(key: &SigningKey, id: &CommitId) -> Result<SignatureEntry
         signature: key.sign(&commit_message(id)).to_bytes(),
     };
     if !entry_valid(id, &entry) {
-        return Err(Error::Signature(format!(
-            "a fresh signature over commit {id} does not verify (weak signing key?)"
-        )));
+        return Err(Error::WeakSigningKey { commit: *id });
     }
     Ok(entry)
 }

@@ -371,6 +371,21 @@ fn truncated_or_garbage_signature_file_is_an_error() {
     ));
 }
 
+#[test]
+fn oversized_signature_file_names_the_file_and_the_limit() {
+    let (_d, repo) = new_repo(RepoMode::Archive);
+    let c = make_commit(&repo, "1", None, 1);
+    let path = sig_path(&repo, &c);
+    std::fs::write(&path, vec![0xff; 200 * 1024]).unwrap();
+    match repo.read_signatures(&c) {
+        Err(Error::SignaturesTooLarge { path: p, limit }) => {
+            assert_eq!(p, path);
+            assert_eq!(limit, store::repo::MAX_SIGNATURES_FILE);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------- fsck
 
 #[test]

@@ -17,7 +17,7 @@ pub enum Error {
     Store(#[from] store::Error),
     /// Reading or writing a stream that has no path (a reader handed in, a delta being
     /// written to a socket or a pack) failed.
-    #[error("I/O error while {what}: {source}")]
+    #[error("I/O error while {what}")]
     Stream {
         /// What was being done.
         what: &'static str,
@@ -50,6 +50,14 @@ pub enum Error {
         size: u64,
         /// The cap.
         limit: u64,
+    },
+    /// More distinct keys were given to sign a summary than a summary may carry.
+    #[error("a summary carries at most {limit} signatures, {given} keys given")]
+    TooManySummaryKeys {
+        /// Distinct keys given.
+        given: usize,
+        /// [`crate::summary::MAX_SUMMARY_SIGNATURES`].
+        limit: usize,
     },
     /// A summary carries no signature at all.
     #[error("summary is unsigned: a device only accepts a summary signed by a trusted key")]
@@ -137,5 +145,23 @@ impl Error {
     /// Shorthand for [`store::Error::Decode`].
     pub fn decode(what: &'static str, reason: impl Into<String>) -> Self {
         Error::Store(store::Error::decode(what, reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn stream_error_says_what_was_being_done_and_leaves_the_cause_to_source() {
+        let e = Error::Stream {
+            what: "reading a static delta",
+            source: std::io::Error::other("disk on fire"),
+        };
+        assert_eq!(e.to_string(), "I/O error while reading a static delta");
+        assert_eq!(
+            error_ext::Chain(&e).to_string(),
+            "I/O error while reading a static delta: disk on fire"
+        );
     }
 }

@@ -308,7 +308,10 @@ fn sign_summary_validates_and_dedupes() {
     assert!(sign_summary(&sample(1), &refs[..16]).is_ok());
     assert!(matches!(
         sign_summary(&sample(1), &refs),
-        Err(Error::Store(store::Error::Signature(_)))
+        Err(Error::TooManySummaryKeys {
+            given: 17,
+            limit: 16
+        })
     ));
 }
 

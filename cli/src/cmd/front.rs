@@ -125,7 +125,7 @@ pub fn agent(a: AgentArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         let when = frontend::audit::rfc3339(t);
         match r {
             Ok(o) => eprintln!("{when}: {o:?}"),
-            Err(e) => eprintln!("{when}: error: {e}"),
+            Err(e) => eprintln!("{when}: error: {}", error_ext::Chain(e)),
         }
     });
     match r {

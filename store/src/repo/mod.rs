@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use lock::RepoLock;
 pub(crate) use objects::object_rel;
-pub use objects::FileContent;
+pub use objects::{FileContent, MAX_SIGNATURES_FILE};
 pub use refs::{validate_remote_name, RefName};
 pub use txn::Transaction;
 

@@ -16,6 +16,9 @@ use crate::object::{
     PERM_MASK, S_IFLNK, S_IFMT, S_IFREG,
 };
 
+/// Largest signature file accepted beside a commit.
+pub const MAX_SIGNATURES_FILE: u64 = 64 * 1024;
+
 /// Largest archive-mode file header accepted (xattrs included).
 pub const MAX_ARCHIVE_HEADER: usize = 20 * 1024 * 1024;
 
@@ -179,10 +182,11 @@ impl Repo {
             Err(Errno::NOENT) => return Ok(Signatures::default()),
             Err(e) => return Err(e).at_path(&path),
         };
-        let bytes = read_capped(File::from(fd), 64 * 1024)
+        let bytes = read_capped(File::from(fd), MAX_SIGNATURES_FILE)
             .at_path(&path)?
-            .ok_or_else(|| {
-                Error::Signature(format!("{}: signature file too large", path.display()))
+            .ok_or(Error::SignaturesTooLarge {
+                path,
+                limit: MAX_SIGNATURES_FILE,
             })?;
         Signatures::decode(&bytes)
     }

@@ -184,7 +184,7 @@ pub enum PullError {
         remote: String,
     },
     /// The offered commit is older than the one the ref has.
-    #[error("{0}")]
+    #[error(transparent)]
     Downgrade(Box<Downgrade>),
     /// What was served as the summary is not one.
     #[error(
@@ -239,7 +239,7 @@ pub enum PullError {
         reason: String,
     },
     /// A local file (cache, partial download) could not be used.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Local {
         /// The file.
         path: PathBuf,
@@ -490,7 +490,7 @@ impl PullCtx<'_> {
                     tracing::info!(r#ref = %entry.name, error = %e, "pull: static delta failed; pulling chunk by chunk");
                     (self.events)(&Event::DeltaFailed {
                         name: entry.name.to_string(),
-                        reason: e.to_string(),
+                        reason: error_ext::Chain(&e).to_string(),
                     })
                 }
             }

@@ -225,10 +225,10 @@ pub fn sign_summary(summary: &Summary, keys: &[&SigningKey]) -> Result<Vec<u8>> 
     sigs.sort_by_key(|s| s.public_key);
     sigs.dedup_by(|a, b| a.public_key == b.public_key);
     if sigs.len() > MAX_SUMMARY_SIGNATURES {
-        return Err(Error::Store(store::Error::Signature(format!(
-            "a summary carries at most {MAX_SUMMARY_SIGNATURES} signatures, {} keys given",
-            sigs.len()
-        ))));
+        return Err(Error::TooManySummaryKeys {
+            given: sigs.len(),
+            limit: MAX_SUMMARY_SIGNATURES,
+        });
     }
     let mut e = tagged(SIGNED_SUMMARY_TAG);
     e.bytes(&body);
