@@ -211,6 +211,36 @@ case!(
     ]
 );
 case!(
+    sign_with_the_public_key_file,
+    [
+        "sign",
+        "--repo",
+        "$TMP/repo",
+        "--key",
+        "$TMP/k.key.pub",
+        "stable"
+    ]
+);
+
+/// A secret key whose FILE.pub beside it is another key's: not the pair it claims to be.
+#[test]
+fn sign_with_a_secret_key_its_public_file_does_not_match() {
+    let s = Scene::new();
+    s.ok(&["key", "generate", "--output", "$TMP/o.key"]);
+    fs::copy(s.root.join("k.key.pub"), s.root.join("o.key.pub")).unwrap();
+    check(
+        "sign_with_a_secret_key_its_public_file_does_not_match",
+        &s.fail(&[
+            "sign",
+            "--repo",
+            "$TMP/repo",
+            "--key",
+            "$TMP/o.key",
+            "stable",
+        ]),
+    );
+}
+case!(
     missing_secret_key_file,
     [
         "sign",

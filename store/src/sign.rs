@@ -238,7 +238,27 @@ pub fn load_secret_key(path: &Path) -> Result<SigningKey> {
         ))),
     };
     raw.fill(0);
-    result
+    let key = result?;
+    // A public key file holds 32 bytes of base64 too, so its text alone cannot tell it from
+    // a seed: signing with it would sign with an unrelated key. Refuse the names and the
+    // pairs that say which file is which.
+    if path.extension().is_some_and(|e| e == "pub") {
+        return Err(bad(
+            "this is a public key file (FILE.pub); sign with the secret key file FILE".into(),
+        ));
+    }
+    let beside = public_key_path(path);
+    if let Ok(text) = read_key_text(&beside) {
+        if let Ok(public) = parse_public_key_named(&text, &beside.display().to_string()) {
+            if public != PublicKey::from(&key) {
+                return Err(bad(format!(
+                    "it does not match its public key {}: not the secret key of that pair",
+                    beside.display()
+                )));
+            }
+        }
+    }
+    Ok(key)
 }
 
 /// Load a public key file (one base64 key; surrounding whitespace ignored).
