@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use update_tests::cli::workspace_root;
-use update_tests::{require_root, require_tool};
+use testkit::cli::workspace_root;
+use testkit::{require_root, require_tool};
 
 const OS: &str = "debian";
 const REF: &str = "os/x86_64/stable";

@@ -5,11 +5,9 @@
 
 use std::path::PathBuf;
 
-use update_tests::cli::{self, update};
-use update_tests::tree::rand_bytes;
-use update_tests::world::{
-    assert_refused, assert_tree, pull, pulled, texty, try_pull, write, World,
-};
+use testkit::cli::{self, update};
+use testkit::tree::rand_bytes;
+use testkit::world::{assert_refused, assert_tree, pull, pulled, texty, try_pull, write, World};
 
 #[test]
 fn pull_then_update_fetches_only_what_changed() {

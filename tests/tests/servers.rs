@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use update_tests::certs::TestPki;
-use update_tests::cli::{self, run_command, Run};
-use update_tests::nginx::Nginx;
-use update_tests::serve::{port_is_open, ServeOptions, Served};
+use testkit::certs::TestPki;
+use testkit::cli::{self, run_command, Run};
+use testkit::nginx::Nginx;
+use testkit::serve::{port_is_open, ServeOptions, Served};
 
 /// How long one curl run may take (curl's own `--max-time` is a little shorter).
 const CURL_DEADLINE: Duration = Duration::from_secs(30);
@@ -133,7 +133,7 @@ struct Got {
 
 /// `curl` `url`, optionally with `--range`, the body into a file; the status from `-w`.
 fn curl(url: &str, range: Option<&str>, tls: Tls<'_>) -> Got {
-    update_tests::require_tool("curl");
+    testkit::require_tool("curl");
     let body_file = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new("curl");
     cmd.args(["--silent", "--show-error", "--max-time", "20"])

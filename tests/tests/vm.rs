@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use update_tests::cli::{run_command, update_bin, workspace_root, Run};
+use testkit::cli::{run_command, update_bin, workspace_root, Run};
 
 /// Where the VM test keeps its big artefacts (never in the repository or /tmp).
 const VM_WORK: &str = "/var/tmp/update-vm";
@@ -38,7 +38,7 @@ struct Boot {
 
 /// Fail with the remedy when a tool or file the VM needs is missing.
 fn require_vm_host() {
-    update_tests::require_root(
+    testkit::require_root(
         "the staging sysroot keeps file owners and the kernel is fetched with apt",
     );
     for tool in [

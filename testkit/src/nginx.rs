@@ -15,7 +15,7 @@
 //! a client finished.
 //!
 //! ```no_run
-//! use update_tests::nginx::Nginx;
+//! use testkit::nginx::Nginx;
 //! let nginx = Nginx::builder()
 //!     .server_conf("limit_rate 1m;")
 //!     .start(std::path::Path::new("/srv/repo"));

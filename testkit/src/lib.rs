@@ -1,4 +1,5 @@
-//! Shared helpers for the end-to-end tests of the `update` binary.
+//! Shared test support for every crate of the workspace: the `update` binary under test,
+//! test trees, repos, servers and a test PKI.
 //!
 //! - [`cli`] finds the built `update` binary (`UPDATE_BIN`, else the newer of
 //!   `target/release/update` and `target/debug/update`) and runs it, capturing its output,
