@@ -1,9 +1,9 @@
 //! Shared test support for every crate of the workspace: the `update` binary under test,
 //! test trees, repos, servers and a test PKI.
 //!
-//! - [`cli`] finds the built `update` binary (`UPDATE_BIN`, else the newer of
-//!   `target/release/update` and `target/debug/update`) and runs it, capturing its output,
-//!   optionally under a deadline.
+//! - [`cli`] runs the `update` binary cargo built for this test run (`CARGO_BIN_EXE_update`,
+//!   so end-to-end tests live in `cli/tests/`), capturing its output, optionally under a
+//!   deadline.
 //! - [`tree`] builds test trees on disk from a small text DSL (`f`, `l`, `d`, `h`, `x`
 //!   lines) and prints a tree back as DSL, so a failing generated tree can be replayed.
 //! - [`random`] generates deep and wide trees from a seed: odd names, sizes, modes, owners,

@@ -136,7 +136,7 @@ impl NginxBuilder {
             }
         }
         format!(
-            "# Written by update-tests (tests/src/nginx.rs).\n\
+            "# Written by update-testkit (testkit/src/nginx.rs).\n\
              daemon off;\n\
              master_process off;\n\
              worker_processes 1;\n\

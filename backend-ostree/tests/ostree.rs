@@ -3,7 +3,7 @@
 //! through its JSON protocol (docs/backends.md): check, apply, status, and the error paths.
 //!
 //! Needs root (ostree's bare sysroot repo stores real ownership), Debian's `ostree`
-//! (scripts/install-deps.sh) and a built adapter (`cargo build -p update-backend-ostree`).
+//! (scripts/install-deps.sh).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,37 +13,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use testkit::cli::workspace_root;
 use testkit::{require_root, require_tool};
 
 const OS: &str = "debian";
 const REF: &str = "os/x86_64/stable";
 
-/// The adapter under test: `$UPDATE_BACKEND_OSTREE_BIN`, else the newer of
-/// `<target>/{release,debug}/update-backend-ostree` (the same rule as `update_bin()`).
+/// The adapter under test: the one cargo built for this test run, or
+/// `$UPDATE_BACKEND_OSTREE_BIN` (to test an installed one).
 fn backend_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("UPDATE_BACKEND_OSTREE_BIN") {
-            return PathBuf::from(p);
-        }
-        let workspace = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|t| workspace.join(t))
-            .unwrap_or_else(|| workspace.join("target"));
-        ["release", "debug"]
-            .iter()
-            .map(|profile| target.join(profile).join("update-backend-ostree"))
-            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-            .max()
-            .map(|(_, p)| p)
-            .unwrap_or_else(|| {
-                panic!(
-                    "no update-backend-ostree under {}: build it first with \
-                     `cargo build -p update-backend-ostree`",
-                    target.display()
-                )
-            })
+        std::env::var_os("UPDATE_BACKEND_OSTREE_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_update-backend-ostree")))
     })
 }
 
