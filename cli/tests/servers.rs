@@ -16,6 +16,7 @@ use std::time::Duration;
 use testkit::certs::TestPki;
 use testkit::cli::{self, run_command, Run};
 use testkit::nginx::Nginx;
+use testkit::noise::noise;
 use testkit::serve::{port_is_open, ServeOptions, Served};
 
 /// How long one curl run may take (curl's own `--max-time` is a little shorter).
@@ -39,15 +40,7 @@ impl Published {
         let src = dir.path().join("src");
         fs::create_dir_all(src.join("etc")).unwrap();
         // Incompressible-ish content so the pack is big enough for interesting ranges.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let big: Vec<u8> = (0..400_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let big = noise(1, 400_000);
         fs::write(src.join("big.bin"), &big).unwrap();
         fs::write(src.join("etc/os-release"), b"NAME=test\n").unwrap();
 

@@ -6,6 +6,7 @@
 //!   deadline.
 //! - [`tree`] builds test trees on disk from a small text DSL (`f`, `l`, `d`, `h`, `x`
 //!   lines) and prints a tree back as DSL, so a failing generated tree can be replayed.
+//! - [`noise`] deterministic incompressible bytes from a seed (xorshift64).
 //! - [`random`] generates deep and wide trees from a seed: odd names, sizes, modes, owners,
 //!   hardlinks and xattrs.
 //! - [`snapshot`] walks a tree into a comparable model (path, type, mode, owner, size,
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod device;
 pub mod kill;
 pub mod nginx;
+pub mod noise;
 pub mod random;
 pub mod raw;
 pub mod serve;
