@@ -125,6 +125,21 @@ impl World {
         update(args)
     }
 
+    /// Publish the builder as `update publish` does, but through the library with the clock
+    /// set to `now` (unix seconds) and an expiry of `expires_in` seconds: a summary that has
+    /// already expired, or one signed at another second, without waiting for time to pass.
+    pub fn publish_at(&self, now: u64, expires_in: u64) -> transport::publish::PublishReport {
+        let repo = store::Repo::open(&self.builder)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.builder.display()));
+        let opts = transport::publish::PublishOptions {
+            key: self.key.clone(),
+            expires_in,
+            now: Some(now),
+            ..Default::default()
+        };
+        transport::publish::publish(&repo, &opts).unwrap_or_else(|e| panic!("publish: {e}"))
+    }
+
     /// A fresh device repository of `mode` with the remote `origin` added.
     pub fn device(&self, name: &str, mode: &str) -> PathBuf {
         self.device_at(name, mode, &self.url(), &[])
