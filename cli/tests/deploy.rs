@@ -451,6 +451,7 @@ impl Drop for Mounted {
 
 #[test]
 fn no_space_on_the_boot_partition_is_refused_before_anything_is_written() {
+    testkit::require_root!("mounting a tmpfs as a small boot partition");
     let w = World::new();
     make_bootable(&w, &testkit::tree::rand_bytes(3 << 20, 9));
     release(&w, "1", 1_700_000_000);

@@ -448,7 +448,7 @@ fn check_after_redeploy(s: &Setup, dev: &Device, failures: &mut Vec<String>) {
 
 #[test]
 fn deploy_survives_kill_at_every_step() {
-    testkit::require_root("deployments keep the tree's owners");
+    testkit::require_root!("deployments keep the tree's owners");
     testkit::require_tool("strace");
     let start = Instant::now();
     let w = World::new();

@@ -113,7 +113,6 @@ fn commit_and_compare(mode: &str, src: &Path, work: &Path, label: &str) -> Strin
 /// header and content, never how they are stored).
 fn round_trip_both_modes(tree: &Tree, label: &str) {
     let _show = ShowOnPanic(tree.to_dsl());
-    testkit::require_root("the trees have owners other than root and trusted.* xattrs");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     tree.build(&src).unwrap();
@@ -127,6 +126,7 @@ fn round_trip_both_modes(tree: &Tree, label: &str) {
 
 #[test]
 fn every_entry_kind_round_trips() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     round_trip_both_modes(&Tree::parse(EVERY_KIND).unwrap(), "every-kind tree");
 }
 
@@ -139,6 +139,7 @@ fn seeds() -> Vec<u64> {
 
 #[test]
 fn random_trees_round_trip() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     for seed in seeds() {
         eprintln!("random tree seed {seed} (replay with UPDATE_TEST_SEED={seed})");
         let tree = random_tree(seed, Shape::default());
@@ -148,6 +149,7 @@ fn random_trees_round_trip() {
 
 #[test]
 fn deep_narrow_tree_round_trips() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     let shape = Shape {
         max_depth: 40,
         max_width: 2,
@@ -168,7 +170,6 @@ fn root_ids(repo: &Path, commit: &str) -> (String, String) {
 /// The same tree committed from GNU tar archives (plain, gzip, zstd) gives the same root
 /// tree and root metadata as committed from the directory, and checks out the same.
 fn tar_matches_dir(mode: &str) {
-    testkit::require_root("the trees have owners other than root and trusted.* xattrs");
     testkit::require_tool("tar");
     testkit::require_tool("zstd");
     let mut tree = Tree::parse(EVERY_KIND).unwrap();
@@ -241,11 +242,13 @@ fn tar_matches_dir(mode: &str) {
 
 #[test]
 fn tar_archives_match_directory_bare() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     tar_matches_dir("bare");
 }
 
 #[test]
 fn tar_archives_match_directory_archive() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     tar_matches_dir("archive");
 }
 
@@ -253,7 +256,7 @@ fn tar_archives_match_directory_archive() {
 /// survives, hardlinks are one inode), so a passing round trip means something.
 #[test]
 fn dsl_builds_what_it_says() {
-    testkit::require_root("the tree has owners other than root");
+    testkit::require_root!("the tree has owners other than root");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     Tree::parse(EVERY_KIND).unwrap().build(&src).unwrap();
@@ -297,7 +300,7 @@ fn dsl_builds_what_it_says() {
 /// EVM signatures, random test data) must import like any other.
 #[test]
 fn tar_binary_xattr_value_with_newline() {
-    testkit::require_root("trusted.* xattrs");
+    testkit::require_root!("trusted.* xattrs");
     testkit::require_tool("tar");
     let tree = Tree::parse(
         "d . 755 0 0\nf f 644 0 0 content\nx f user.bin 0x000a0d0a41\nx f trusted.nl 0x0a\nf g 644 0 0 other\n",

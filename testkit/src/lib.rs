@@ -21,8 +21,9 @@
 //! - [`certs`] makes a test PKI with rcgen: a CA, a server certificate for
 //!   `localhost`/`127.0.0.1`, a client certificate, and an unrelated CA and client.
 //!
-//! Tests run as root (CI does): owners, device nodes and `trusted.*`/`security.*` xattrs
-//! need it. [`require_root`] fails a test with a clear message otherwise.
+//! CI runs the tests as root: owners, device nodes and `trusted.*`/`security.*` xattrs need
+//! it. As a normal user, [`require_root!`] skips such a test with the reason printed, so
+//! `cargo test` passes for a contributor without root (tests/README.md has the tiers).
 
 pub mod certs;
 pub mod cli;
@@ -37,14 +38,33 @@ pub mod snapshot;
 pub mod tree;
 pub mod world;
 
-/// Fail the calling test unless it runs as root, saying why root is needed.
-pub fn require_root(why: &str) {
-    if !rustix::process::geteuid().is_root() {
-        panic!(
-            "this test must run as root ({why}); CI runs the suite as root. \
-             Run it with `sudo -E cargo test -p update-tests`"
-        );
-    }
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Skip the calling test unless it runs as root: print `skipped: needs root (REASON)` and
+/// return from the test. Put it first in the `#[test]` function itself (a `return` in a
+/// helper would not end the test). `cargo test` as a normal user runs everything else;
+/// CI runs the suite as root, so nothing is skipped there.
+#[macro_export]
+macro_rules! require_root {
+    ($reason:expr) => {
+        if !$crate::is_root() {
+            $crate::skip("needs root", $reason);
+            return;
+        }
+    };
+}
+
+/// Say on stderr, past the test harness's output capture (which would hide it for a test
+/// that passes), that the running test was skipped: `TEST: skipped: WHAT (REASON)`.
+pub fn skip(what: &str, reason: &str) {
+    use std::io::Write;
+    // The test harness names each test's thread after the test.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {what} ({reason})");
 }
 
 /// Fail the calling test unless `tool` is on PATH, pointing at the script that installs it.
