@@ -43,13 +43,7 @@ impl Site {
         let key = dir.path().join("summary.key");
         let out = dir.path().join("out");
         cli::init(&repo, "archive");
-        cli::update([
-            OsString::from("key"),
-            "generate".into(),
-            "--output".into(),
-            key.clone().into(),
-        ])
-        .success();
+        cli::key_generate(&key);
         Site {
             dir,
             repo,

@@ -49,13 +49,7 @@ impl Published {
         let out = dir.path().join("out");
         fs::create_dir_all(key.parent().unwrap()).unwrap();
         cli::init(&repo, "archive");
-        cli::update([
-            OsString::from("key"),
-            "generate".into(),
-            "--output".into(),
-            key.clone().into(),
-        ])
-        .success();
+        cli::key_generate(&key);
         cli::commit(&repo, "os/stable", src.as_os_str(), &["--subject", "test"]);
         cli::update([
             OsString::from("publish"),

@@ -214,6 +214,18 @@ pub fn init(repo: &Path, mode: &str) {
     .success();
 }
 
+/// `update key generate --output OUTPUT`, which must succeed: the secret key at `output`,
+/// the public key beside it at `OUTPUT.pub`.
+pub fn key_generate(output: &Path) {
+    update([
+        OsStr::new("key"),
+        "generate".as_ref(),
+        "--output".as_ref(),
+        output.as_os_str(),
+    ])
+    .success();
+}
+
 /// `update commit --repo REPO --branch BRANCH [extra...] SOURCE`, which must succeed;
 /// returns the commit id it printed.
 pub fn commit(repo: &Path, branch: &str, source: &OsStr, extra: &[&str]) -> String {

@@ -54,13 +54,7 @@ impl World {
         cli::init(&builder, "archive");
         let key = root.join("keys/release");
         std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-        update(
-            ["key", "generate", "--output"]
-                .map(Into::into)
-                .into_iter()
-                .chain([key.as_os_str().to_owned()]),
-        )
-        .success();
+        cli::key_generate(&key);
         let src = root.join("src");
         write(&src.join("usr/lib/big.bin"), &texty(600_000, 1));
         write(&src.join("usr/lib/random.bin"), &rand_bytes(300_000, 2));
