@@ -32,10 +32,10 @@ PACKAGES=(
     python3       # bench/store-bench.py
     git           # tests build git fixtures with it (update itself reads git with gix)
     tar           # GNU tar with --xattrs, for tar-source round trips
-    nginx-light   # tests serve published repos from a real nginx (tests/src/nginx.rs)
+    nginx-light   # tests serve published repos from a real nginx (testkit/src/nginx.rs)
     curl          # tests fetch from the served repos with a real HTTP(S) client
-    ostree        # tests/tests/backend_ostree.rs drives the real `ostree admin` (and the bench races it)
-    # The VM test (tests/tests/vm.rs, tests/vm/): a Debian kernel booted under qemu (TCG)
+    ostree        # backend-ostree/tests/ostree.rs drives the real `ostree admin` (and the bench races it)
+    # The VM test (cli/tests/vm.rs, tests/vm/): a Debian kernel booted under qemu (TCG)
     # with OVMF and systemd-boot, a busybox initramfs, a GPT disk packed without mounts.
     qemu-system-x86   # qemu-system-x86_64
     ovmf              # UEFI firmware (OVMF_CODE_4M.fd, OVMF_VARS_4M.fd)

@@ -5,8 +5,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use fetch::{Error, FetchConfig, Fetcher, TlsConfig, TlsFailure};
-use rcgen::ExtendedKeyUsagePurpose;
-use support::{Ca, Knob, Server};
+use support::{Knob, Server};
+use testkit::certs::{write, Ca, ExtendedKeyUsagePurpose};
 
 fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
@@ -440,7 +440,7 @@ mod tls {
     fn pki() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new("update test CA");
-        let ca_file = support::write(dir.path(), "ca.pem", &ca.pem);
+        let ca_file = write(dir.path(), "ca.pem", &ca.pem);
         Pki { dir, ca, ca_file }
     }
 
@@ -467,7 +467,11 @@ mod tls {
     }
 
     fn server_leaf(ca: &Ca, name: &str, expired: bool) -> (String, String) {
-        ca.issue(&[name], ExtendedKeyUsagePurpose::ServerAuth, expired)
+        if expired {
+            ca.issue_expired(&[name], ExtendedKeyUsagePurpose::ServerAuth)
+        } else {
+            ca.issue(&[name], ExtendedKeyUsagePurpose::ServerAuth)
+        }
     }
 
     fn tls_kind(err: &Error) -> TlsFailure {
@@ -523,10 +527,10 @@ mod tls {
         let dir = pki.dir.path();
         let client = pki
             .ca
-            .issue(&["device-1"], ExtendedKeyUsagePurpose::ClientAuth, false);
+            .issue(&["device-1"], ExtendedKeyUsagePurpose::ClientAuth);
         let with_cert = TlsConfig {
-            client_cert: Some(support::write(dir, "client.crt", &client.0)),
-            client_key: Some(support::write(dir, "client.key", &client.1)),
+            client_cert: Some(write(dir, "client.crt", &client.0)),
+            client_key: Some(write(dir, "client.key", &client.1)),
             ..trusting(&pki)
         };
         let f = Fetcher::new(tls_config(&server, with_cert)).unwrap();
@@ -536,11 +540,10 @@ mod tls {
         let f = Fetcher::new(tls_config(&server, trusting(&pki))).unwrap();
         let err = f.get("summary", 100).unwrap_err();
         assert_eq!(tls_kind(&err), TlsFailure::ClientAuthRejected, "{err:?}");
-        let rogue =
-            Ca::new("rogue").issue(&["device-1"], ExtendedKeyUsagePurpose::ClientAuth, false);
+        let rogue = Ca::new("rogue").issue(&["device-1"], ExtendedKeyUsagePurpose::ClientAuth);
         let with_rogue = TlsConfig {
-            client_cert: Some(support::write(dir, "rogue.crt", &rogue.0)),
-            client_key: Some(support::write(dir, "rogue.key", &rogue.1)),
+            client_cert: Some(write(dir, "rogue.crt", &rogue.0)),
+            client_key: Some(write(dir, "rogue.key", &rogue.1)),
             ..trusting(&pki)
         };
         let f = Fetcher::new(tls_config(&server, with_rogue)).unwrap();

@@ -4,9 +4,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use rcgen::ExtendedKeyUsagePurpose;
 use repo_server::{AccessLogTarget, ServerConfig, TlsFiles};
-use support::{plain, start, tls_get, write_pair, Ca, Resp, Tree, SECRET};
+use support::{plain, start, tls_get, Resp, Tree, SECRET};
+use testkit::certs::{write_pair, Ca, ExtendedKeyUsagePurpose};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

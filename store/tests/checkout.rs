@@ -335,6 +335,7 @@ fn round_trip(
 
 #[test]
 fn bare_hardlink_round_trip_is_exact() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (_dir, repo, s, dest, stats) = round_trip(RepoMode::Bare, LinkMode::Auto);
     assert_eq!((stats.hardlinked, stats.copied, stats.bytes), (16, 0, 0));
     let obj = repo.path().join(repo.object_path(ObjectKind::File, &s.a.0));
@@ -343,6 +344,7 @@ fn bare_hardlink_round_trip_is_exact() {
 
 #[test]
 fn bare_copy_round_trip_is_exact() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (_dir, repo, s, dest, stats) = round_trip(RepoMode::Bare, LinkMode::Copy);
     // 10 distinct objects copied once each; the 6 other paths link to the first copy.
     assert_eq!((stats.copied, stats.hardlinked, stats.symlinks), (10, 6, 3));
@@ -352,6 +354,7 @@ fn bare_copy_round_trip_is_exact() {
 
 #[test]
 fn archive_copy_round_trip_is_exact() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (_dir, _repo, _s, _dest, stats) = round_trip(RepoMode::Archive, LinkMode::Auto);
     assert_eq!((stats.copied, stats.hardlinked), (10, 6));
     assert_eq!(stats.bytes, 6 + 1_000_003 + 3 + 1 + 10 + 4);
@@ -369,6 +372,7 @@ fn hardlink_mode_needs_a_bare_repo() {
 
 #[test]
 fn symlinks_are_created_never_followed() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Bare);
     let outside = dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
@@ -397,6 +401,7 @@ fn symlinks_are_created_never_followed() {
 
 #[test]
 fn same_id_at_many_paths_shares_one_inode() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Archive);
     let txn = repo.begin().unwrap();
     let f = file(&txn, 0o644, (0, 0), b"same", Xattrs::empty());
@@ -417,6 +422,7 @@ fn same_id_at_many_paths_shares_one_inode() {
 /// metadata, written by threads, must come out exactly as a single-threaded copy.
 #[test]
 fn large_tree_split_over_threads_is_exact() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Bare);
     let txn = repo.begin().unwrap();
     let ids: Vec<FileId> = (0..40u32)
@@ -485,6 +491,7 @@ fn large_tree_split_over_threads_is_exact() {
 /// once and links the remaining paths to the copy.
 #[test]
 fn link_limit_falls_back_to_a_copy() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Bare);
     let txn = repo.begin().unwrap();
     let f = file(&txn, 0o644, (0, 0), b"many", Xattrs::empty());
@@ -503,6 +510,7 @@ fn link_limit_falls_back_to_a_copy() {
 
 #[test]
 fn subpath_dir_file_and_missing() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Bare);
     let s = sample(&repo);
     let sub = |p: &str| CheckoutOptions {
@@ -547,6 +555,7 @@ fn subpath_dir_file_and_missing() {
 
 #[test]
 fn destination_rules() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Bare);
     let s = sample(&repo);
     let o = CheckoutOptions::default();
@@ -623,6 +632,7 @@ fn refused(dir: &Path, repo: &Repo, c: &CommitId, link: LinkMode) -> Error {
 
 #[test]
 fn hostile_names_are_refused_before_writing() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Bare);
     let txn = repo.begin().unwrap();
     let f = file(&txn, 0o644, (0, 0), b"x", Xattrs::empty());
@@ -713,6 +723,7 @@ fn dag_bomb_is_refused_quickly() {
 
 #[test]
 fn too_deep_and_too_long_paths_are_refused() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Bare);
     let txn = repo.begin().unwrap();
     let m = meta(&txn, 0o755, (0, 0), Xattrs::empty());
@@ -776,6 +787,7 @@ fn cycle_in_a_corrupt_store_is_refused() {
 
 #[test]
 fn corrupt_file_object_fails_a_copy_checkout() {
+    testkit::require_root!("the objects and checkouts keep owners other than the user");
     let (dir, repo) = setup(RepoMode::Archive);
     let txn = repo.begin().unwrap();
     let good = file(&txn, 0o644, (0, 0), b"good content", Xattrs::empty());

@@ -347,6 +347,7 @@ fn new_repo(tmp: &Path, mode: RepoMode) -> Repo {
 
 #[test]
 fn directory_with_every_entry_kind_round_trips() {
+    testkit::require_root!("the source trees and bare objects have owners other than the user");
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     let spec = full_spec();
@@ -384,6 +385,7 @@ fn directory_with_every_entry_kind_round_trips() {
 
 #[test]
 fn special_files_are_refused_naming_the_path() {
+    testkit::require_root!("the source trees and bare objects have owners other than the user");
     use rustix::fs::{FileType, Mode};
     let tmp = tempfile::tempdir().unwrap();
     let repo = new_repo(tmp.path(), RepoMode::Archive);
@@ -448,6 +450,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn tar_gives_the_same_tree_as_the_directory() {
+    testkit::require_root!("the source trees and bare objects have owners other than the user");
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     let spec = full_spec();
@@ -490,6 +493,7 @@ fn tar_gives_the_same_tree_as_the_directory() {
 
 #[test]
 fn tar_big_files_stream_and_later_entries_win() {
+    testkit::require_root!("the source trees and bare objects have owners other than the user");
     let tmp = tempfile::tempdir().unwrap();
     let repo = new_repo(tmp.path(), RepoMode::Bare);
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -743,6 +747,7 @@ fn owner_of(g: &Got) -> (u32, u32) {
 
 #[test]
 fn owner_override_applies_to_every_entry() {
+    testkit::require_root!("the source trees and bare objects have owners other than the user");
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     let spec = full_spec();
@@ -768,6 +773,7 @@ fn owner_override_applies_to_every_entry() {
 
 #[test]
 fn parents_chain_and_metadata_is_recorded() {
+    testkit::require_root!("the source trees and bare objects have owners other than the user");
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     materialise(&tree, &[E::F("f", 0o644, 0, 0, b"1", vec![])]);
@@ -810,6 +816,7 @@ fn parents_chain_and_metadata_is_recorded() {
 
 #[test]
 fn non_utf8_names_are_refused_naming_the_path() {
+    testkit::require_root!("the source trees and bare objects have owners other than the user");
     use std::os::unix::ffi::OsStrExt;
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
@@ -827,6 +834,7 @@ fn non_utf8_names_are_refused_naming_the_path() {
 /// the other records of the same header (path, uid, size) still apply.
 #[test]
 fn pax_record_with_binary_value_is_read_by_length() {
+    testkit::require_root!("the source trees and bare objects have owners other than the user");
     let value: &[u8] = b"\x00\n=\n\xff=x\n";
     let record = |key: &str, value: &[u8]| {
         let body = [key.as_bytes(), b"=", value, b"\n"].concat();

@@ -1,7 +1,7 @@
 #!/bin/sh
 # /sbin/init of the VM test's guest OS trees: PID 1 after dist/initramfs/update-init has run
 # `update prepare-root` and switch_root. It reports what it sees on the serial console, in
-# lines starting with VMTEST- that tests/tests/vm.rs reads, then acts by its version
+# lines starting with VMTEST- that cli/tests/vm.rs reads, then acts by its version
 # (/usr/lib/vmtest/version):
 #   A  blesses itself (`update mark-good`), edits /etc and /var, deploys B, reboots
 #   B  blesses itself; the first time deploys C and reboots; the second time (after C failed

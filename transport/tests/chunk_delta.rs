@@ -3,26 +3,13 @@
 
 use std::io::Read;
 
+use testkit::noise::xorshift_bytes;
 use transport::chunk::{chunk_bytes, chunk_reader, Chunk, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
 use transport::compress::{
     apply_delta, compress_chunk, decompress_chunk, encode_delta, DecompressProblem,
     CHUNK_WINDOW_LOG, MAX_DELTA_WINDOW, MAX_DELTA_WINDOW_LOG,
 };
 use transport::Error;
-
-/// Deterministic pseudo-random bytes (xorshift64), the input of the golden vector.
-fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 const FOUR_MIB: usize = 4 << 20;

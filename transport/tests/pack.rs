@@ -11,6 +11,7 @@ use store::commit::{commit, CommitOptions, Source};
 use store::object::{FileHeader, Xattrs};
 use store::repo::FileContent;
 use store::{CommitId, FileId, ObjectId, Repo, RepoMode};
+use testkit::noise::noise;
 use transport::chunk::{CHUNK_MAX, CHUNK_MIN};
 use transport::pack::{
     assemble_file, build_chunk_index, pack_commit, read_blob, read_blob_from_file, verify_blob,
@@ -18,19 +19,6 @@ use transport::pack::{
     PackWriterOptions, INDEX_ENTRY_LEN,
 };
 use transport::Error;
-
-fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2).wrapping_add(1);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A source tree: a 3 MiB random file, a compressible one, a small one, an empty one, a
 /// duplicate, a symlink, nested directories.
@@ -101,7 +89,7 @@ fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repo::init(tmp.path().join("repo"), RepoMode::Archive).unwrap();
     let tree = tmp.path().join("tree");
-    let big = xorshift_bytes(42, 3 << 20);
+    let big = noise(42, 3 << 20);
     make_tree(&tree, &big);
     let publish = tmp.path().join("pub");
     std::fs::create_dir(&publish).unwrap();
@@ -270,12 +258,12 @@ fn writer_rolls_over_at_target_size() {
     let mut w = PackWriter::create(dir.path(), opts).unwrap();
     let mut ids = Vec::new();
     for i in 0..20u64 {
-        let raw = xorshift_bytes(i + 1, 30_000);
+        let raw = noise(i + 1, 30_000);
         let id = ObjectId::of(&raw);
         assert!(w.add_chunk(&id, &raw).unwrap());
         ids.push(id);
     }
-    assert!(!w.add_chunk(&ids[0], &xorshift_bytes(1, 30_000)).unwrap());
+    assert!(!w.add_chunk(&ids[0], &noise(1, 30_000)).unwrap());
     let infos = w.finish().unwrap();
     assert!(infos.len() >= 5, "{} packs", infos.len());
     let packs = load_packs(dir.path());
@@ -434,8 +422,8 @@ fn hostile_pack_indexes_are_refused() {
 fn blobs_that_do_not_match_their_id_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = PackWriter::create(dir.path(), PackWriterOptions::default()).unwrap();
-    let c1 = xorshift_bytes(1, 20_000);
-    let c2 = xorshift_bytes(2, 20_000);
+    let c1 = noise(1, 20_000);
+    let c2 = noise(2, 20_000);
     let (id1, id2) = (ObjectId::of(&c1), ObjectId::of(&c2));
     w.add_chunk(&id1, &c1).unwrap();
     w.add_chunk(&id2, &c2).unwrap();

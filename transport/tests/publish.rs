@@ -9,6 +9,7 @@ use store::commit::{commit, CommitOptions, Source};
 use store::object::Signatures;
 use store::sign::{generate_key, load_secret_key, verify_signatures, TrustedKeys};
 use store::{CommitId, ObjectId, RefName, Repo, RepoMode};
+use testkit::noise::noise;
 use transport::pack::{assemble_file, read_blob, BlobKind, ChunkIndex, PackIndex};
 use transport::publish::{publish, PublishOptions, PublishReport};
 use transport::summary::{verify_summary, Summary, TrustState};
@@ -39,19 +40,6 @@ fn fixture(mode: RepoMode) -> Fixture {
         key,
         trusted,
     }
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2).wrapping_add(1);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn commit_tree(f: &Fixture, branch: &str, files: &[(&str, Vec<u8>)], version: &str) -> CommitId {

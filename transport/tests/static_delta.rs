@@ -14,6 +14,7 @@ use store::fsck::{fsck, FsckOptions};
 use store::object::{FileHeader, ObjectKind, Xattrs};
 use store::walk::{Node, WalkOptions, Walker};
 use store::{CommitId, ObjectId, RefName, Repo, RepoMode};
+use testkit::noise::noise;
 use transport::static_delta::{
     apply_static_delta, write_static_delta, ApplyStats, StaticDeltaOptions, StaticDeltaStats,
 };
@@ -38,19 +39,6 @@ fn text(seed: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// Deterministic bytes that do not compress.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
 }
 
 /// `data` with a few bytes changed and a few inserted: a new version of a file.

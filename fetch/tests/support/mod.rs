@@ -1,10 +1,9 @@
-//! A small hyper server with knobs for hostile behaviour, and a test PKI made with rcgen.
+//! A small hyper server with knobs for hostile behaviour, and its rustls configuration.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,12 +13,9 @@ use http_body_util::channel::{Channel, Sender};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use testkit::certs::Ca;
 use tokio::net::TcpListener;
 
 type Body = Channel<Bytes, std::io::Error>;
@@ -317,56 +313,6 @@ async fn handle(
     write!(body, "\r\n--{boundary}--\r\n").unwrap();
     let ct = format!("multipart/byteranges; boundary={boundary}");
     full(206, &[("content-type", ct)], body)
-}
-
-/// A test certificate authority.
-pub struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    pub pem: String,
-}
-
-impl Ca {
-    pub fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        Ca { params, key, pem }
-    }
-
-    /// A leaf certificate and key, PEM; `expired` makes it valid only in 2000.
-    pub fn issue(
-        &self,
-        names: &[&str],
-        purpose: ExtendedKeyUsagePurpose,
-        expired: bool,
-    ) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "leaf");
-        params.extended_key_usages = vec![purpose];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2000, 12, 31);
-        }
-        let key = KeyPair::generate().unwrap();
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
-pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// A rustls server configuration for `leaf`, requiring client certificates from `client_ca`.

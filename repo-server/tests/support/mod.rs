@@ -1,16 +1,12 @@
-//! Shared fixtures: a served tree with hostile symlinks, a raw HTTP/1.1 client, a test PKI.
+//! Shared fixtures: a served tree with hostile symlinks, a raw HTTP/1.1 client.
 
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use repo_server::{Server, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -131,54 +127,6 @@ pub async fn plain(addr: SocketAddr, method: &str, target: &str, headers: &[&str
     exchange(stream, &request(method, target, headers))
         .await
         .unwrap()
-}
-
-pub struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    pub pem: String,
-}
-
-impl Ca {
-    pub fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        Ca { params, key, pem }
-    }
-
-    /// A leaf certificate and key, PEM.
-    pub fn issue(&self, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "leaf");
-        params.extended_key_usages = vec![purpose];
-        let key = KeyPair::generate().unwrap();
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
-        let path = dir.join(name);
-        fs::write(&path, &self.pem).unwrap();
-        path
-    }
-}
-
-pub fn write_pair(dir: &Path, name: &str, pair: &(String, String)) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    fs::write(&cert, &pair.0).unwrap();
-    fs::write(&key, &pair.1).unwrap();
-    (cert, key)
 }
 
 /// GET over TLS trusting `ca_pem`, optionally presenting a client certificate.

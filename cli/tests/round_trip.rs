@@ -10,10 +10,10 @@
 
 use std::path::Path;
 
-use update_tests::cli;
-use update_tests::random::{random_tree, Shape};
-use update_tests::snapshot::{object_inodes, Snapshot};
-use update_tests::tree::Tree;
+use testkit::cli;
+use testkit::random::{random_tree, Shape};
+use testkit::snapshot::{object_inodes, Snapshot};
+use testkit::tree::Tree;
 
 /// Every kind of entry and every odd mode and owner, written by hand.
 const EVERY_KIND: &str = r"
@@ -113,7 +113,6 @@ fn commit_and_compare(mode: &str, src: &Path, work: &Path, label: &str) -> Strin
 /// header and content, never how they are stored).
 fn round_trip_both_modes(tree: &Tree, label: &str) {
     let _show = ShowOnPanic(tree.to_dsl());
-    update_tests::require_root("the trees have owners other than root and trusted.* xattrs");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     tree.build(&src).unwrap();
@@ -127,6 +126,7 @@ fn round_trip_both_modes(tree: &Tree, label: &str) {
 
 #[test]
 fn every_entry_kind_round_trips() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     round_trip_both_modes(&Tree::parse(EVERY_KIND).unwrap(), "every-kind tree");
 }
 
@@ -139,6 +139,7 @@ fn seeds() -> Vec<u64> {
 
 #[test]
 fn random_trees_round_trip() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     for seed in seeds() {
         eprintln!("random tree seed {seed} (replay with UPDATE_TEST_SEED={seed})");
         let tree = random_tree(seed, Shape::default());
@@ -148,6 +149,7 @@ fn random_trees_round_trip() {
 
 #[test]
 fn deep_narrow_tree_round_trips() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     let shape = Shape {
         max_depth: 40,
         max_width: 2,
@@ -168,9 +170,8 @@ fn root_ids(repo: &Path, commit: &str) -> (String, String) {
 /// The same tree committed from GNU tar archives (plain, gzip, zstd) gives the same root
 /// tree and root metadata as committed from the directory, and checks out the same.
 fn tar_matches_dir(mode: &str) {
-    update_tests::require_root("the trees have owners other than root and trusted.* xattrs");
-    update_tests::require_tool("tar");
-    update_tests::require_tool("zstd");
+    testkit::require_tool("tar");
+    testkit::require_tool("zstd");
     let mut tree = Tree::parse(EVERY_KIND).unwrap();
     let extra = random_tree(
         7,
@@ -181,7 +182,7 @@ fn tar_matches_dir(mode: &str) {
     );
     // Graft the random tree under `gen/`.
     for mut e in extra.entries.into_iter().skip(1) {
-        use update_tests::tree::Entry;
+        use testkit::tree::Entry;
         let fix = |p: &mut Vec<u8>| *p = [b"gen/".as_slice(), p].concat();
         match &mut e {
             Entry::Dir { path, .. }
@@ -241,11 +242,13 @@ fn tar_matches_dir(mode: &str) {
 
 #[test]
 fn tar_archives_match_directory_bare() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     tar_matches_dir("bare");
 }
 
 #[test]
 fn tar_archives_match_directory_archive() {
+    testkit::require_root!("the trees have owners other than root and trusted.* xattrs");
     tar_matches_dir("archive");
 }
 
@@ -253,7 +256,7 @@ fn tar_archives_match_directory_archive() {
 /// survives, hardlinks are one inode), so a passing round trip means something.
 #[test]
 fn dsl_builds_what_it_says() {
-    update_tests::require_root("the tree has owners other than root");
+    testkit::require_root!("the tree has owners other than root");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     Tree::parse(EVERY_KIND).unwrap().build(&src).unwrap();
@@ -274,7 +277,7 @@ fn dsl_builds_what_it_says() {
     assert_eq!(node("").perm, 0o755);
     assert!(node("usr/bin/ping").xattrs.contains(&(
         b"security.capability".to_vec(),
-        update_tests::tree::cap_net_raw_v2()
+        testkit::tree::cap_net_raw_v2()
     )));
     assert!(node("srv/link-abs")
         .xattrs
@@ -297,8 +300,8 @@ fn dsl_builds_what_it_says() {
 /// EVM signatures, random test data) must import like any other.
 #[test]
 fn tar_binary_xattr_value_with_newline() {
-    update_tests::require_root("trusted.* xattrs");
-    update_tests::require_tool("tar");
+    testkit::require_root!("trusted.* xattrs");
+    testkit::require_tool("tar");
     let tree = Tree::parse(
         "d . 755 0 0\nf f 644 0 0 content\nx f user.bin 0x000a0d0a41\nx f trusted.nl 0x0a\nf g 644 0 0 other\n",
     )

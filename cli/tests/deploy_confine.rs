@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use update_tests::cli::update;
-use update_tests::device::{make_bootable, Device};
-use update_tests::world::{write, World};
+use testkit::cli::update;
+use testkit::device::{make_bootable, Device};
+use testkit::world::{write, World};
 
 /// Every path below `dir` (not following symlinks) with its content (files), target
 /// (symlinks) or nothing (directories).

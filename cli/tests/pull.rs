@@ -5,11 +5,9 @@
 
 use std::path::PathBuf;
 
-use update_tests::cli::{self, update};
-use update_tests::tree::rand_bytes;
-use update_tests::world::{
-    assert_refused, assert_tree, pull, pulled, texty, try_pull, write, World,
-};
+use testkit::cli::{self, update};
+use testkit::tree::rand_bytes;
+use testkit::world::{assert_refused, assert_tree, pull, pulled, texty, try_pull, write, World};
 
 #[test]
 fn pull_then_update_fetches_only_what_changed() {
@@ -153,9 +151,8 @@ fn hostile_summaries_are_refused() {
     std::fs::write(&summary, &good3).unwrap();
     pull(&device, "origin", &[]);
 
-    // An expired summary (freeze attack).
-    w.publish(&["--expires", "1s"]);
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // An expired summary (freeze attack): signed an hour ago, valid for a second.
+    w.publish_at(unix_now() - 3600, 1);
     let run = try_pull(&device, "origin", &[]);
     assert_refused(&run, &device, Some(&v2), "expired");
 
@@ -434,9 +431,9 @@ fn equivocation_future_commits_and_html_are_refused() {
     pull(&device, "origin", &[]);
 
     // B2: the same serial with other content (the publisher started over at serial 1).
+    // Signed a minute earlier than the first, so the bytes differ whatever the clock says.
     std::fs::remove_file(w.builder.join("summary")).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    w.publish(&[]);
+    w.publish_at(unix_now() - 60, transport::publish::DEFAULT_EXPIRY);
     let run = try_pull(&device, "origin", &[]);
     assert_refused(&run, &device, Some(&v1), "equivocation");
     w.publish(&[]);
@@ -721,4 +718,12 @@ fn a_pull_fetches_exactly_what_it_planned() {
     assert!(planned["bytes"].as_u64().unwrap() < 2_300_000, "{planned}");
     assert_tree(&device, &w.src, &w.root);
     cli::fsck(&device).success();
+}
+
+/// The system clock in unix seconds, for summaries signed relative to now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
 }

@@ -22,11 +22,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use store::{CommitId, FileId, ObjectId, Repo};
-use update_tests::cli::{self, run_command};
-use update_tests::kill::{copy_tree, verdict};
-use update_tests::random::{random_tree, Shape};
-use update_tests::snapshot::Snapshot;
-use update_tests::tree::{Content, Entry, Tree};
+use testkit::cli::{self, run_command};
+use testkit::kill::{copy_tree, verdict};
+use testkit::random::{random_tree, Shape};
+use testkit::snapshot::Snapshot;
+use testkit::tree::{Content, Entry, Tree};
 
 const MAX_RUNS_PER_MODE: usize = 75;
 
@@ -182,8 +182,7 @@ fn check_complete(repo: &Repo, commit: &CommitId) -> anyhow::Result<()> {
 }
 
 fn crash_commit(mode: &str) {
-    update_tests::require_root("the trees have owners other than root");
-    update_tests::require_tool("strace");
+    testkit::require_tool("strace");
     let start = Instant::now();
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
@@ -303,10 +302,12 @@ fn crash_commit(mode: &str) {
 
 #[test]
 fn commit_survives_kill_bare() {
+    testkit::require_root!("the trees have owners other than root");
     crash_commit("bare");
 }
 
 #[test]
 fn commit_survives_kill_archive() {
+    testkit::require_root!("the trees have owners other than root");
     crash_commit("archive");
 }

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use update_tests::certs::TestPki;
-use update_tests::nginx::Nginx;
-use update_tests::serve::{ServeOptions, Served};
-use update_tests::tree::rand_bytes;
-use update_tests::world::{assert_refused, assert_tree, pull, pulled, try_pull, write, World};
+use testkit::certs::TestPki;
+use testkit::nginx::Nginx;
+use testkit::serve::{ServeOptions, Served};
+use testkit::tree::rand_bytes;
+use testkit::world::{assert_refused, assert_tree, pull, pulled, try_pull, write, World};
 
 #[test]
 fn pull_from_nginx_in_few_requests() {

@@ -11,9 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use update_tests::cli::{run_command, update, update_bin, Run};
-use update_tests::device::{make_bootable, Device};
-use update_tests::world::{write, World};
+use testkit::cli::{run_command, update, update_bin, Run};
+use testkit::device::{make_bootable, Device};
+use testkit::world::{write, World};
 
 const NOT_IMPLEMENTED: &str =
     "Not implemented: no update backend is installed on this system. Consider";
@@ -400,7 +400,7 @@ fn every_bad_value_is_refused_and_the_file_stays() {
 
 #[test]
 fn a_killed_rewrite_leaves_the_old_or_the_new_file() {
-    update_tests::require_tool("strace");
+    testkit::require_tool("strace");
     let t = tempfile::tempdir().unwrap();
     let sys = Sys::new(t.path(), &t.path().join("cmdline"));
     sys.config(&["source", "file:///old"]).success();
@@ -649,7 +649,7 @@ fn audit_story(log_file: bool) {
     // A commit signed by a key nobody trusts: refused, unless verification is off for the
     // run, which warns and is recorded.
     keygen(&w.root.join("keys"), "stranger");
-    let v4 = update_tests::cli::commit(
+    let v4 = testkit::cli::commit(
         &w.builder,
         "main",
         w.src.as_os_str(),

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use update_tests::cli::{run_command, update_bin, Run};
-use update_tests::device::{make_bootable, Device};
-use update_tests::serve::{ServeOptions, Served};
-use update_tests::world::World;
+use testkit::cli::{run_command, update_bin, Run};
+use testkit::device::{make_bootable, Device};
+use testkit::serve::{ServeOptions, Served};
+use testkit::world::World;
 
 /// `update ARGS` with `RUST_LOG` set to `rust_log`, or removed, whatever the test's own
 /// environment holds.
@@ -179,7 +179,7 @@ fn deploy_with_v_logs_each_step_and_keeps_json_clean() {
 fn v_goes_before_or_after_a_subcommand_and_update_options_still_conflict_with_one() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    update_tests::cli::init(&repo, "bare");
+    testkit::cli::init(&repo, "bare");
     let repo = repo.to_str().unwrap();
     update_logged(&["-v", "refs", "--repo", repo], None).success();
     update_logged(&["refs", "--repo", repo, "-vv"], None).success();

@@ -15,7 +15,7 @@
 //! a client finished.
 //!
 //! ```no_run
-//! use update_tests::nginx::Nginx;
+//! use testkit::nginx::Nginx;
 //! let nginx = Nginx::builder()
 //!     .server_conf("limit_rate 1m;")
 //!     .start(std::path::Path::new("/srv/repo"));
@@ -136,7 +136,7 @@ impl NginxBuilder {
             }
         }
         format!(
-            "# Written by update-tests (tests/src/nginx.rs).\n\
+            "# Written by update-testkit (testkit/src/nginx.rs).\n\
              daemon off;\n\
              master_process off;\n\
              worker_processes 1;\n\

@@ -11,7 +11,7 @@
 //! once `drop` returns.
 //!
 //! ```no_run
-//! use update_tests::{certs::TestPki, serve::{ServeOptions, Served}};
+//! use testkit::{certs::TestPki, serve::{ServeOptions, Served}};
 //! # let (root, dir) = (std::path::Path::new("/srv/repo"), std::path::Path::new("/tmp/pki"));
 //! let pki = TestPki::new(dir);
 //! let server = Served::start(root, ServeOptions::mutual_tls(&pki));

@@ -31,11 +31,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use deploy::bls::{EntriesDir, Entry, EntryName};
-use update_tests::cli::{self, run_command};
-use update_tests::device::{make_bootable, Device};
-use update_tests::kill::{copy_tree, verdict};
-use update_tests::snapshot::Snapshot;
-use update_tests::world::{texty, write, World};
+use testkit::cli::{self, run_command};
+use testkit::device::{make_bootable, Device};
+use testkit::kill::{copy_tree, verdict};
+use testkit::snapshot::Snapshot;
+use testkit::world::{texty, write, World};
 
 const MAX_RUNS: usize = 80;
 
@@ -448,8 +448,8 @@ fn check_after_redeploy(s: &Setup, dev: &Device, failures: &mut Vec<String>) {
 
 #[test]
 fn deploy_survives_kill_at_every_step() {
-    update_tests::require_root("deployments keep the tree's owners");
-    update_tests::require_tool("strace");
+    testkit::require_root!("deployments keep the tree's owners");
+    testkit::require_tool("strace");
     let start = Instant::now();
     let w = World::new();
     let s = setup(&w);

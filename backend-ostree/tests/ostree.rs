@@ -3,7 +3,7 @@
 //! through its JSON protocol (docs/backends.md): check, apply, status, and the error paths.
 //!
 //! Needs root (ostree's bare sysroot repo stores real ownership), Debian's `ostree`
-//! (scripts/install-deps.sh) and a built adapter (`cargo build -p update-backend-ostree`).
+//! (scripts/install-deps.sh).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,37 +13,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use update_tests::cli::workspace_root;
-use update_tests::{require_root, require_tool};
+use testkit::require_tool;
 
 const OS: &str = "debian";
 const REF: &str = "os/x86_64/stable";
 
-/// The adapter under test: `$UPDATE_BACKEND_OSTREE_BIN`, else the newer of
-/// `<target>/{release,debug}/update-backend-ostree` (the same rule as `update_bin()`).
+/// The adapter under test: the one cargo built for this test run, or
+/// `$UPDATE_BACKEND_OSTREE_BIN` (to test an installed one).
 fn backend_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("UPDATE_BACKEND_OSTREE_BIN") {
-            return PathBuf::from(p);
-        }
-        let workspace = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|t| workspace.join(t))
-            .unwrap_or_else(|| workspace.join("target"));
-        ["release", "debug"]
-            .iter()
-            .map(|profile| target.join(profile).join("update-backend-ostree"))
-            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-            .max()
-            .map(|(_, p)| p)
-            .unwrap_or_else(|| {
-                panic!(
-                    "no update-backend-ostree under {}: build it first with \
-                     `cargo build -p update-backend-ostree`",
-                    target.display()
-                )
-            })
+        std::env::var_os("UPDATE_BACKEND_OSTREE_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_update-backend-ostree")))
     })
 }
 
@@ -131,7 +113,6 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        require_root("ostree admin deploy writes a bare repo with real ownership");
         require_tool("ostree");
         require_tool("chattr");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -239,6 +220,7 @@ fn v(commit: &str, version: &str) -> Value {
 
 #[test]
 fn check_apply_status_round_trip() {
+    testkit::require_root!("ostree admin deploy writes a bare repo with real ownership");
     let start = Instant::now();
     let f = Fixture::new();
     let c1 = f.commit(REF, "1");
@@ -319,6 +301,7 @@ fn check_apply_status_round_trip() {
 
 #[test]
 fn bad_source_urls_are_protocol_errors() {
+    testkit::require_root!("ostree admin deploy writes a bare repo with real ownership");
     let f = Fixture::new();
     f.commit(REF, "1");
     let error = f.request("check", "ftp://example.invalid/os").error();
@@ -346,6 +329,7 @@ fn bad_source_urls_are_protocol_errors() {
 
 #[test]
 fn unknown_and_ambiguous_refs_are_named() {
+    testkit::require_root!("ostree admin deploy writes a bare repo with real ownership");
     let f = Fixture::new();
     f.commit(REF, "1");
     let error = f
@@ -392,6 +376,7 @@ fn malformed_requests() {
 
 #[test]
 fn verify_needs_an_ostree_with_ed25519() {
+    testkit::require_root!("ostree admin deploy writes a bare repo with real ownership");
     let f = Fixture::new();
     f.commit(REF, "1");
     let version = ostree(&["--version"]);

@@ -5,38 +5,30 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-/// The `update` binary under test: `$UPDATE_BIN` if set, else whichever of
-/// `<target>/release/update` and `<target>/debug/update` is newer, where `<target>` is
-/// `$CARGO_TARGET_DIR` or the workspace's `target/`. Panics with instructions if there is
-/// none: `cargo test -p update-tests` does not build the CLI by itself.
+/// The `update` binary under test: `CARGO_BIN_EXE_update`, which cargo sets when it runs an
+/// integration test of `update-cli` after building that very binary, so the tests always run
+/// the code they were built with. `$UPDATE_BIN` overrides it (to test an installed or
+/// release binary). Panics with instructions anywhere else: end-to-end tests belong in
+/// `cli/tests/`.
 pub fn update_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("UPDATE_BIN") {
-            let p = PathBuf::from(p);
-            assert!(p.is_file(), "UPDATE_BIN={} is not a file", p.display());
-            return p;
-        }
-        let workspace = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|t| workspace.join(t))
-            .unwrap_or_else(|| workspace.join("target"));
-        let newest = ["release", "debug"]
-            .iter()
-            .map(|profile| target.join(profile).join("update"))
-            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-            .max();
-        let Some((built, bin)) = newest else {
-            panic!(
-                "no `update` binary under {}: build it first with `cargo build -p update-cli` \
-                 (or point UPDATE_BIN at one)",
-                target.display()
-            );
+        let (var, p) = match std::env::var_os("UPDATE_BIN") {
+            Some(p) => ("UPDATE_BIN", p),
+            None => match std::env::var_os("CARGO_BIN_EXE_update") {
+                Some(p) => ("CARGO_BIN_EXE_update", p),
+                None => panic!(
+                    "no `update` binary: CARGO_BIN_EXE_update is set only for the integration \
+                     tests of update-cli (put end-to-end tests in cli/tests/), or point \
+                     UPDATE_BIN at one"
+                ),
+            },
         };
-        warn_if_stale(&workspace, built, &bin);
-        bin
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "{var}={} is not a file", p.display());
+        p
     })
 }
 
@@ -44,35 +36,8 @@ pub fn update_bin() -> &'static Path {
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ has a parent")
+        .expect("testkit/ has a parent")
         .to_path_buf()
-}
-
-fn warn_if_stale(workspace: &Path, built: SystemTime, bin: &Path) {
-    let mut newest_src = None;
-    let mut stack = vec![workspace.join("cli/src"), workspace.join("store/src")];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
-                if newest_src.is_none_or(|n| m > n) {
-                    newest_src = Some(m);
-                }
-            }
-        }
-    }
-    if newest_src.is_some_and(|src| src > built) {
-        eprintln!(
-            "warning: {} is older than the sources in cli/src or store/src; \
-             run `cargo build -p update-cli` to test the current code",
-            bin.display()
-        );
-    }
 }
 
 /// What one run of a command did.
@@ -245,6 +210,18 @@ pub fn init(repo: &Path, mode: &str) {
         repo.as_os_str(),
         "--mode".as_ref(),
         mode.as_ref(),
+    ])
+    .success();
+}
+
+/// `update key generate --output OUTPUT`, which must succeed: the secret key at `output`,
+/// the public key beside it at `OUTPUT.pub`.
+pub fn key_generate(output: &Path) {
+    update([
+        OsStr::new("key"),
+        "generate".as_ref(),
+        "--output".as_ref(),
+        output.as_os_str(),
     ])
     .success();
 }

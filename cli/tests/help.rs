@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use update_tests::cli::{self, Run};
+use testkit::cli::{self, Run};
 
 /// Shells `update generate completions` supports, and the file `--output` writes for each.
 const SHELLS: [(&str, &str); 5] = [

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use store::{CommitId, ObjectId, Repo};
+use testkit::cli::{self, Run};
 use transport::static_delta::apply_static_delta;
 use transport::summary::{parse_signed, DeltaEntry, Summary};
-use update_tests::cli::{self, Run};
 
 struct Site {
     dir: tempfile::TempDir,
@@ -43,13 +43,7 @@ impl Site {
         let key = dir.path().join("summary.key");
         let out = dir.path().join("out");
         cli::init(&repo, "archive");
-        cli::update([
-            OsString::from("key"),
-            "generate".into(),
-            "--output".into(),
-            key.clone().into(),
-        ])
-        .success();
+        cli::key_generate(&key);
         Site {
             dir,
             repo,

@@ -4,9 +4,9 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use update_tests::cli::update;
-use update_tests::device::{make_bootable, Device};
-use update_tests::world::{write, World};
+use testkit::cli::update;
+use testkit::device::{make_bootable, Device};
+use testkit::world::{write, World};
 
 fn world() -> World {
     let w = World::new();
@@ -451,8 +451,9 @@ impl Drop for Mounted {
 
 #[test]
 fn no_space_on_the_boot_partition_is_refused_before_anything_is_written() {
+    testkit::require_root!("mounting a tmpfs as a small boot partition");
     let w = World::new();
-    make_bootable(&w, &update_tests::tree::rand_bytes(3 << 20, 9));
+    make_bootable(&w, &testkit::tree::rand_bytes(3 << 20, 9));
     release(&w, "1", 1_700_000_000);
     let dev = Device::new(&w, "dev");
     dev.pull();

@@ -2,7 +2,7 @@
 //!
 //! [`TestPki::new`] makes:
 //! - a CA (`ca_cert`), which signs
-//!   - a server certificate for `localhost` and IP `127.0.0.1` (`server_cert`, `server_key`,
+//!   - a server certificate for `localhost` and IPs `127.0.0.1` and `::1` (`server_cert`, `server_key`,
 //!     serverAuth), and
 //!   - a client certificate (`client_cert`, `client_key`, clientAuth);
 //! - an unrelated CA (`other_ca`) and a client certificate it signed (`other_client_cert`,
@@ -13,10 +13,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+pub use rcgen::ExtendedKeyUsagePurpose;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// The PEM files of a test PKI; see the module docs. All paths are inside `dir`.
 #[derive(Debug, Clone)]
@@ -25,7 +23,7 @@ pub struct TestPki {
     pub dir: PathBuf,
     /// The CA that signed the server and client certificates.
     pub ca_cert: PathBuf,
-    /// Server certificate for `localhost` and `127.0.0.1`, signed by `ca_cert`.
+    /// Server certificate for `localhost`, `127.0.0.1` and `::1`, signed by `ca_cert`.
     pub server_cert: PathBuf,
     /// Private key of `server_cert` (PKCS#8 PEM).
     pub server_key: PathBuf,
@@ -49,23 +47,15 @@ impl TestPki {
         let ca = Ca::new("update test CA");
         let other = Ca::new("unrelated test CA");
         let server = ca.issue(
-            "localhost",
-            &["localhost", "127.0.0.1"],
+            &["localhost", "127.0.0.1", "::1"],
             ExtendedKeyUsagePurpose::ServerAuth,
         );
-        let client = ca.issue("test client", &[], ExtendedKeyUsagePurpose::ClientAuth);
+        let client = ca.issue(&["test-client"], ExtendedKeyUsagePurpose::ClientAuth);
         let other_client = other.issue(
-            "unrelated test client",
-            &[],
+            &["unrelated-test-client"],
             ExtendedKeyUsagePurpose::ClientAuth,
         );
-
-        let write = |name: &str, pem: &str| -> PathBuf {
-            let path = dir.join(name);
-            fs::write(&path, pem)
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-            path
-        };
+        let write = |name: &str, pem: &str| write(dir, name, pem);
         TestPki {
             dir: dir.to_path_buf(),
             ca_cert: write("ca.crt", &ca.pem),
@@ -80,15 +70,17 @@ impl TestPki {
     }
 }
 
-/// A certificate authority that can issue leaf certificates.
-struct Ca {
+/// A test certificate authority that issues leaf certificates.
+pub struct Ca {
     params: CertificateParams,
     key: KeyPair,
-    pem: String,
+    /// The CA certificate, PEM.
+    pub pem: String,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    /// A fresh self-signed CA named `name`.
+    pub fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -102,14 +94,29 @@ impl Ca {
         Ca { params, key, pem }
     }
 
-    /// A leaf certificate and its key, both PEM. `names` become subject alternative names
-    /// (IP addresses as IP SANs, anything else as DNS names).
-    fn issue(
+    /// A leaf certificate and its key, both PEM, valid now. `names` become subject
+    /// alternative names (IP addresses as IP SANs, anything else as DNS names); the first
+    /// one, or "leaf", is the common name.
+    pub fn issue(&self, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> (String, String) {
+        self.leaf(names, purpose, false)
+    }
+
+    /// Like [`Ca::issue`], but valid only during the year 2000: expired.
+    pub fn issue_expired(
         &self,
-        common_name: &str,
         names: &[&str],
         purpose: ExtendedKeyUsagePurpose,
     ) -> (String, String) {
+        self.leaf(names, purpose, true)
+    }
+
+    fn leaf(
+        &self,
+        names: &[&str],
+        purpose: ExtendedKeyUsagePurpose,
+        expired: bool,
+    ) -> (String, String) {
+        let common_name = names.first().copied().unwrap_or("leaf");
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("leaf params");
         params
@@ -117,9 +124,33 @@ impl Ca {
             .push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![purpose];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2000, 12, 31);
+        }
         let key = KeyPair::generate().expect("generate leaf key");
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).expect("sign leaf");
         (cert.pem(), key.serialize_pem())
     }
+
+    /// Write the CA certificate to `dir/name`; returns the path.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        write(dir, name, &self.pem)
+    }
+}
+
+/// Write `text` to `dir/name`; returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
+/// Write a leaf from [`Ca::issue`] to `dir/NAME.crt` and `dir/NAME.key`; returns both paths.
+pub fn write_pair(dir: &Path, name: &str, pair: &(String, String)) -> (PathBuf, PathBuf) {
+    (
+        write(dir, &format!("{name}.crt"), &pair.0),
+        write(dir, &format!("{name}.key"), &pair.1),
+    )
 }

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use update_tests::certs::TestPki;
-use update_tests::cli::{self, run_command, Run};
-use update_tests::nginx::Nginx;
-use update_tests::serve::{port_is_open, ServeOptions, Served};
+use testkit::certs::TestPki;
+use testkit::cli::{self, run_command, Run};
+use testkit::nginx::Nginx;
+use testkit::noise::noise;
+use testkit::serve::{port_is_open, ServeOptions, Served};
 
 /// How long one curl run may take (curl's own `--max-time` is a little shorter).
 const CURL_DEADLINE: Duration = Duration::from_secs(30);
@@ -39,15 +40,7 @@ impl Published {
         let src = dir.path().join("src");
         fs::create_dir_all(src.join("etc")).unwrap();
         // Incompressible-ish content so the pack is big enough for interesting ranges.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let big: Vec<u8> = (0..400_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let big = noise(1, 400_000);
         fs::write(src.join("big.bin"), &big).unwrap();
         fs::write(src.join("etc/os-release"), b"NAME=test\n").unwrap();
 
@@ -56,13 +49,7 @@ impl Published {
         let out = dir.path().join("out");
         fs::create_dir_all(key.parent().unwrap()).unwrap();
         cli::init(&repo, "archive");
-        cli::update([
-            OsString::from("key"),
-            "generate".into(),
-            "--output".into(),
-            key.clone().into(),
-        ])
-        .success();
+        cli::key_generate(&key);
         cli::commit(&repo, "os/stable", src.as_os_str(), &["--subject", "test"]);
         cli::update([
             OsString::from("publish"),
@@ -133,7 +120,7 @@ struct Got {
 
 /// `curl` `url`, optionally with `--range`, the body into a file; the status from `-w`.
 fn curl(url: &str, range: Option<&str>, tls: Tls<'_>) -> Got {
-    update_tests::require_tool("curl");
+    testkit::require_tool("curl");
     let body_file = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new("curl");
     cmd.args(["--silent", "--show-error", "--max-time", "20"])

@@ -54,13 +54,7 @@ impl World {
         cli::init(&builder, "archive");
         let key = root.join("keys/release");
         std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-        update(
-            ["key", "generate", "--output"]
-                .map(Into::into)
-                .into_iter()
-                .chain([key.as_os_str().to_owned()]),
-        )
-        .success();
+        cli::key_generate(&key);
         let src = root.join("src");
         write(&src.join("usr/lib/big.bin"), &texty(600_000, 1));
         write(&src.join("usr/lib/random.bin"), &rand_bytes(300_000, 2));
@@ -123,6 +117,21 @@ impl World {
         ];
         args.extend_from_slice(extra);
         update(args)
+    }
+
+    /// Publish the builder as `update publish` does, but through the library with the clock
+    /// set to `now` (unix seconds) and an expiry of `expires_in` seconds: a summary that has
+    /// already expired, or one signed at another second, without waiting for time to pass.
+    pub fn publish_at(&self, now: u64, expires_in: u64) -> transport::publish::PublishReport {
+        let repo = store::Repo::open(&self.builder)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.builder.display()));
+        let opts = transport::publish::PublishOptions {
+            key: self.key.clone(),
+            expires_in,
+            now: Some(now),
+            ..Default::default()
+        };
+        transport::publish::publish(&repo, &opts).unwrap_or_else(|e| panic!("publish: {e}"))
     }
 
     /// A fresh device repository of `mode` with the remote `origin` added.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use update_tests::cli::{run_command, update_bin, workspace_root, Run};
+use testkit::cli::{run_command, update_bin, workspace_root, Run};
 
 /// Where the VM test keeps its big artefacts (never in the repository or /tmp).
 const VM_WORK: &str = "/var/tmp/update-vm";
@@ -38,9 +38,6 @@ struct Boot {
 
 /// Fail with the remedy when a tool or file the VM needs is missing.
 fn require_vm_host() {
-    update_tests::require_root(
-        "the staging sysroot keeps file owners and the kernel is fetched with apt",
-    );
     for tool in [
         "qemu-system-x86_64",
         "mkfs.vfat",
@@ -160,6 +157,9 @@ fn read(path: &Path) -> String {
 
 #[test]
 fn deploy_bless_fail_and_fall_back_in_a_vm() {
+    testkit::require_root!(
+        "the staging sysroot keeps file owners and the kernel is fetched with apt"
+    );
     require_vm_host();
     std::fs::create_dir_all(VM_WORK).unwrap();
     let dir = tempfile::Builder::new()

@@ -6,7 +6,7 @@
 //! refused commit moved no ref and left no objects or staging behind.
 //!
 //! Hostile repositories are made by writing objects straight into `objects/` (see
-//! `update_tests::raw`): names the store's constructors refuse are hand-encoded.
+//! `testkit::raw`): names the store's constructors refuse are hand-encoded.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -16,10 +16,10 @@ use std::time::Duration;
 use store::object::ObjectKind;
 use store::{FileId, ObjectId, Repo};
 use tempfile::TempDir;
-use update_tests::cli::{self, Run};
-use update_tests::raw;
-use update_tests::snapshot::{object_inodes, Snapshot};
-use update_tests::tree::Tree;
+use testkit::cli::{self, Run};
+use testkit::raw;
+use testkit::snapshot::{object_inodes, Snapshot};
+use testkit::tree::Tree;
 
 /// How long a refusal may take before the run is killed and counted as a hang.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -38,7 +38,6 @@ struct Scene {
 
 impl Scene {
     fn new(mode: &str) -> Scene {
-        update_tests::require_root("hostile trees are built with owners and device nodes");
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let sentinel = root.join("sentinel");
@@ -285,11 +284,13 @@ fn hostile_names(mode: &str) {
 
 #[test]
 fn hostile_names_refused_bare() {
+    testkit::require_root!("hostile trees are built with owners and device nodes");
     hostile_names("bare");
 }
 
 #[test]
 fn hostile_names_refused_archive() {
+    testkit::require_root!("hostile trees are built with owners and device nodes");
     hostile_names("archive");
 }
 
@@ -313,7 +314,8 @@ fn hand_encoding_matches_the_store() {
 /// Archive-mode file objects whose header breaks the format (D11, D14, D15, D17).
 #[test]
 fn hostile_file_headers_refused_archive() {
-    update_tests::require_tool("zstd");
+    testkit::require_root!("hostile trees are built with owners and device nodes");
+    testkit::require_tool("zstd");
     let hello_zst = {
         let mut cmd = std::process::Command::new("sh");
         cmd.args(["-c", "printf hello | zstd -q -c | od -An -v -tx1"]);
@@ -405,6 +407,7 @@ fn hostile_file_headers_refused_archive() {
 /// must not link a FIFO or a device node into the tree, and nothing may hang opening one.
 #[test]
 fn special_files_in_bare_objects_refused() {
+    testkit::require_root!("hostile trees are built with owners and device nodes");
     let mut failures = Vec::new();
     for (name, ftype, dev) in [
         ("FIFO", rustix::fs::FileType::Fifo, 0),
@@ -481,8 +484,8 @@ fn assert_nothing_committed(repo: &Path, context: &str) {
 /// FIFO, socket and device node in a source directory, and in a tar of it (D14).
 #[test]
 fn special_files_in_source_refused() {
-    update_tests::require_root("mknod of a device node");
-    update_tests::require_tool("tar");
+    testkit::require_root!("mknod of a device node");
+    testkit::require_tool("tar");
     let mut failures = Vec::new();
     for (kind, needle) in [("fifo", "fifo"), ("socket", "socket"), ("device", "device")] {
         for mode in ["bare", "archive"] {
@@ -558,7 +561,8 @@ fn special_files_in_source_refused() {
 /// directory and from a tar.
 #[test]
 fn non_utf8_name_refused() {
-    update_tests::require_tool("tar");
+    testkit::require_root!("hostile trees are built with owners and device nodes");
+    testkit::require_tool("tar");
     for mode in ["bare", "archive"] {
         let scene = Scene::new(mode);
         let src = scene.root.join("src");
@@ -599,6 +603,7 @@ fn non_utf8_name_refused() {
 
 #[test]
 fn checkout_into_non_empty_dest_refused() {
+    testkit::require_root!("hostile trees are built with owners and device nodes");
     for mode in ["bare", "archive"] {
         let scene = Scene::new(mode);
         let src = scene.root.join("src");
@@ -632,6 +637,7 @@ fn checkout_into_non_empty_dest_refused() {
 /// as a symlink instead of following it.
 #[test]
 fn symlink_to_outside_never_followed() {
+    testkit::require_root!("hostile trees are built with owners and device nodes");
     for mode in ["bare", "archive"] {
         let scene = Scene::new(mode);
         let src = scene.root.join("src");
@@ -708,7 +714,8 @@ fn symlink_to_outside_never_followed() {
 /// is written outside.
 #[test]
 fn tar_entry_below_a_symlink_refused() {
-    update_tests::require_tool("tar");
+    testkit::require_root!("hostile trees are built with owners and device nodes");
+    testkit::require_tool("tar");
     for mode in ["bare", "archive"] {
         let scene = Scene::new(mode);
         let one = scene.root.join("one");
@@ -747,6 +754,7 @@ fn tar_entry_below_a_symlink_refused() {
 /// try to write a billion files; fsck must finish quickly (it visits each object once).
 #[test]
 fn dag_bomb_refused_quickly() {
+    testkit::require_root!("hostile trees are built with owners and device nodes");
     for mode in ["bare", "archive"] {
         let scene = Scene::new(mode);
         let b = base(&scene);
@@ -796,6 +804,7 @@ fn dag_bomb_refused_quickly() {
 /// fsck reports S corrupt; checkout errors (no hang, no stack overflow).
 #[test]
 fn dirtree_cycle_in_corrupt_store() {
+    testkit::require_root!("hostile trees are built with owners and device nodes");
     for mode in ["bare", "archive"] {
         let scene = Scene::new(mode);
         let b = base(&scene);
@@ -833,6 +842,7 @@ fn dirtree_cycle_in_corrupt_store() {
 /// every byte) refuses it, fsck reports it, naming the object.
 #[test]
 fn flipped_file_content_reported() {
+    testkit::require_root!("hostile trees are built with owners and device nodes");
     let mut failures = Vec::new();
     for mode in ["bare", "archive"] {
         let scene = Scene::new(mode);
