@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 
-use crate::pack::{verify_blob, BlobKind, ChunkIndex, FileChunks, PackIndex};
+use crate::pack::{BlobKind, ChunkIndex, FileChunks, PackIndex};
 use crate::summary::RefEntry;
 use rayon::prelude::*;
 use store::id::ObjectId;
@@ -21,7 +21,7 @@ use store::object::{Commit, DirMeta, DirTree, FileHeader, ObjectKind, Signatures
 use store::{CommitId, FileId, Repo};
 
 use super::pipe::{produce, Pipe};
-use super::source::{fetch_locs, locate, ContentReader, Loc, Piece, Remote, Take};
+use super::source::{self, fetch_locs, locate, ContentReader, Loc, Piece, Remote, Take};
 use super::{Event, PullCtx, PullError};
 
 fn locate_or_err(packs: &[PackIndex], kind: BlobKind, id: &ObjectId) -> Result<Loc, PullError> {
@@ -238,7 +238,10 @@ pub(super) fn pull_commit(
     ctx.fetched += meta_bytes;
     let mut verified: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(meta.len());
     for ((_, id), (loc, stored)) in meta.drain() {
-        verified.insert(id, verify_blob(&packs[loc.pack], &loc.entry, &stored)?);
+        verified.insert(
+            id,
+            source::verified(&ctx.remote.name, packs, &loc, &stored)?,
+        );
     }
     let commit = match verified.get(&commit_id.0) {
         Some(bytes) => Commit::decode(bytes)?,
@@ -290,6 +293,7 @@ pub(super) fn pull_commit(
     //    producer per pack, in the order the batches use them.
     let extra = AtomicU64::new(0);
     let remote = Remote {
+        name: &ctx.remote.name,
         fetcher: ctx.fetcher,
         packs,
         fetched: &extra,
@@ -585,7 +589,7 @@ fn store_file(
             })
     };
     let hloc = &planned.header;
-    let header_bytes = verify_blob(&remote.packs[hloc.pack], &hloc.entry, blob(hloc)?)?;
+    let header_bytes = source::verified(remote.name, remote.packs, hloc, blob(hloc)?)?;
     let header = FileHeader::decode(&header_bytes)?;
     let mut pieces = Vec::with_capacity(planned.chunks.len());
     for (c, from) in planned.file.chunks.iter().zip(&planned.chunks) {
@@ -604,7 +608,9 @@ fn store_file(
         });
     }
     let mut reader = ContentReader::new(repo, remote, pieces, take);
-    let id = txn.write_file(&header, &mut reader)?;
+    let id = txn
+        .write_file(&header, &mut reader)
+        .map_err(source::reader_error)?;
     if id != planned.file.id {
         return Err(PullError::Plan {
             reason: format!(
