@@ -18,7 +18,7 @@ use crate::summary::RefEntry;
 use rayon::prelude::*;
 use store::id::ObjectId;
 use store::object::{Commit, DirMeta, DirTree, FileHeader, ObjectKind, Signatures};
-use store::{CommitId, FileId, Repo};
+use store::{CommitId, DirTreeId, FileId, Repo};
 
 use super::pipe::{produce, Pipe};
 use super::source::{self, fetch_locs, locate, ContentReader, Loc, Piece, Remote, Take};
@@ -542,6 +542,7 @@ pub(super) fn walk(
     check_meta(&commit.root_meta.0)?;
     let mut needed = HashSet::new();
     let mut seen = HashSet::new();
+    let mut children: HashMap<DirTreeId, Vec<DirTreeId>> = HashMap::new();
     let mut stack = vec![commit.root_tree];
     while let Some(tree_id) = stack.pop() {
         if !seen.insert(tree_id) {
@@ -567,7 +568,10 @@ pub(super) fn walk(
             check_meta(&meta.0)?;
             stack.push(*sub);
         }
+        children.insert(tree_id, tree.dirs.iter().map(|d| d.1).collect());
     }
+    // The depth limit every reader applies: refused here, not first at checkout.
+    store::walk::check_depth(commit.root_tree, &mut |t| Ok(children.get(t).cloned()))?;
     Ok(needed)
 }
 
