@@ -626,3 +626,54 @@ fn store_file(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use store::id::{DirMetaId, DirTreeId, ObjectId};
+    use store::object::{Commit, DirMeta, DirTree, EntryName, Xattrs};
+    use store::walk::MAX_DEPTH;
+    use store::{Repo, RepoMode};
+
+    /// A commit whose tree nests `levels` directories, with every tree and the dirmeta
+    /// as verified fetched blobs.
+    fn fetched_chain(levels: usize) -> (Commit, HashMap<ObjectId, Vec<u8>>) {
+        let mut fetched = HashMap::new();
+        let meta = DirMeta::new(0o755, 0, 0, Xattrs::empty()).unwrap().encode();
+        let meta_id = DirMetaId(ObjectId::of(&meta));
+        fetched.insert(meta_id.0, meta);
+        let mut put = |tree: DirTree| {
+            let bytes = tree.encode();
+            let id = DirTreeId(ObjectId::of(&bytes));
+            fetched.insert(id.0, bytes);
+            id
+        };
+        let mut tree = put(DirTree::new(Vec::new(), Vec::new()).unwrap());
+        for _ in 0..levels {
+            let dirs = vec![(EntryName::new("d").unwrap(), tree, meta_id)];
+            tree = put(DirTree::new(Vec::new(), dirs).unwrap());
+        }
+        let commit = Commit {
+            parent: None,
+            timestamp: 0,
+            subject: String::new(),
+            body: String::new(),
+            metadata: Vec::new(),
+            root_tree: tree,
+            root_meta: meta_id,
+        };
+        (commit, fetched)
+    }
+
+    #[test]
+    fn a_tree_deeper_than_checkout_accepts_is_refused_before_files_are_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path().join("repo"), RepoMode::Bare).unwrap();
+        let (commit, fetched) = fetched_chain(MAX_DEPTH);
+        assert!(super::walk(&repo, &commit, &fetched).unwrap().is_empty());
+        let (commit, fetched) = fetched_chain(MAX_DEPTH + 1);
+        let err = super::walk(&repo, &commit, &fetched).unwrap_err();
+        assert!(err.to_string().contains("depth limit of 256"), "{err}");
+    }
+}
