@@ -31,6 +31,12 @@ pub struct FetchConfig {
     pub low_speed_time: Duration,
     /// Deadline for one call, all retries and redirects included.
     pub overall_timeout: Duration,
+    /// Slowest average speed, in bytes per second, at which a whole file fetched with
+    /// [`Fetcher::get`](crate::Fetcher::get) (the summary, an index) may arrive: such a
+    /// call ends within `connect_timeout + low_speed_time + max_bytes / whole_file_speed`
+    /// (and `overall_timeout`). The low-speed rule alone lets a server that trickles just
+    /// above `low_speed_limit` hold a call until `overall_timeout`. 0 turns it off.
+    pub whole_file_speed: u64,
     /// Extra attempts after a transient failure (5xx, 408, 429, connect errors, resets).
     pub retries: u32,
     /// Delay before the first retry; doubled for each further one, with random jitter.
@@ -51,6 +57,15 @@ pub struct FetchConfig {
 }
 
 impl FetchConfig {
+    /// The deadline of a [`Fetcher::get`](crate::Fetcher::get) of at most `max_bytes`.
+    pub fn whole_file_deadline(&self, max_bytes: u64) -> Duration {
+        if self.whole_file_speed == 0 {
+            return self.overall_timeout;
+        }
+        let transfer = Duration::from_secs_f64(max_bytes as f64 / self.whole_file_speed as f64);
+        (self.connect_timeout + self.low_speed_time + transfer).min(self.overall_timeout)
+    }
+
     /// Defaults for `base_url`.
     pub fn new(base_url: impl Into<String>) -> FetchConfig {
         FetchConfig {
@@ -69,6 +84,8 @@ impl Default for FetchConfig {
             low_speed_limit: 1000,
             low_speed_time: Duration::from_secs(30),
             overall_timeout: Duration::from_secs(3600),
+            // A summary at its 16 MiB cap within about 18 minutes.
+            whole_file_speed: 16 * 1024,
             retries: 3,
             retry_backoff: Duration::from_millis(500),
             max_parallel: 4,

@@ -114,8 +114,17 @@ pub enum Error {
         /// How long the speed may stay below the limit.
         period: Duration,
     },
-    /// The overall deadline passed.
-    #[error("{url}: gave up after the overall timeout of {after:?}")]
+    /// No response headers came within the connect timeout plus the low-speed time.
+    #[error("{url}: no response within {after:?} (connect timeout + low-speed time)")]
+    NoResponse {
+        /// The URL asked for.
+        url: String,
+        /// The limit that fired.
+        after: Duration,
+    },
+    /// The call's deadline passed: the overall timeout, or the shorter deadline of a whole
+    /// small file ([`FetchConfig::whole_file_speed`](crate::FetchConfig::whole_file_speed)).
+    #[error("{url}: gave up after the deadline of {after:?}")]
     TimedOut {
         /// The URL asked for.
         url: String,
@@ -250,6 +259,21 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// A `file://` repository path that is not a regular file (or a directory on the way):
+    /// a symbolic link, a FIFO, a device. Refused, never read or followed.
+    #[error(
+        "{url}: refused: {} is a {kind}; a file:// repository may hold only regular files \
+         and directories",
+        path.display()
+    )]
+    NotAFile {
+        /// The URL asked for.
+        url: String,
+        /// The local path that was refused.
+        path: PathBuf,
+        /// What it is ("symbolic link", "FIFO", ...).
+        kind: &'static str,
     },
     /// The reader of a streamed download stopped taking data (it failed or was done).
     #[error("the download was stopped by its reader")]

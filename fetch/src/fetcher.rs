@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use url::Url;
 
@@ -154,37 +154,45 @@ impl Fetcher {
         })
     }
 
-    /// Runs `op` on the runtime under the overall deadline.
+    /// Runs `op` on the runtime under the deadline `limit`.
     fn run<T>(
         runtime: &tokio::runtime::Runtime,
-        cfg: &FetchConfig,
+        limit: Duration,
         url: &Url,
         op: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         runtime.block_on(async {
-            tokio::time::timeout(cfg.overall_timeout, op)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::TimedOut {
-                        url: url.to_string(),
-                        after: cfg.overall_timeout,
-                    })
+            tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
+                Err(Error::TimedOut {
+                    url: url.to_string(),
+                    after: limit,
                 })
+            })
         })
     }
 
+    /// The file `path` of a `file://` repository.
+    fn file(&self, root: &Path, path: &str, url: &Url) -> file::Source {
+        self.count_file_call();
+        file::Source {
+            path: root.join(path),
+            root: root.to_path_buf(),
+            rel: path.to_string(),
+            url: url.to_string(),
+        }
+    }
+
     /// The whole file at `path`, refused if longer than `max_bytes` (checked against
-    /// `Content-Length` and while streaming, after gzip decoding).
+    /// `Content-Length` and while streaming, after gzip decoding), within the deadline
+    /// [`FetchConfig::whole_file_deadline`] gives for `max_bytes`.
     pub fn get(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, Error> {
         let url = self.url(path)?;
+        let limit = self.cfg.whole_file_deadline(max_bytes);
         let started = Instant::now();
         let result = match &self.backend {
-            Backend::File(root) => {
-                self.count_file_call();
-                file::get(&root.join(path), url.as_str(), max_bytes)
-            }
+            Backend::File(root) => file::get(&self.file(root, path, &url), max_bytes, limit),
             Backend::Http { runtime, http } => {
-                Self::run(runtime, &self.cfg, &url, http.get(&url, max_bytes))
+                Self::run(runtime, limit, &url, http.get(&url, max_bytes))
             }
         };
         log_call("get", &url, 0, started, &result, |b| b.len() as u64);
@@ -204,13 +212,15 @@ impl Fetcher {
         let url = self.url(path)?;
         let started = Instant::now();
         let result = match &self.backend {
-            Backend::File(root) => {
-                self.count_file_call();
-                file::get_ranges(&root.join(path), url.as_str(), ranges, max_total)
-            }
+            Backend::File(root) => file::get_ranges(
+                &self.file(root, path, &url),
+                ranges,
+                max_total,
+                self.cfg.overall_timeout,
+            ),
             Backend::Http { runtime, http } => Self::run(
                 runtime,
-                &self.cfg,
+                self.cfg.overall_timeout,
                 &url,
                 http.get_ranges(&url, ranges, max_total),
             ),
@@ -242,19 +252,16 @@ impl Fetcher {
             sink(i, bytes)
         };
         let result = match &self.backend {
-            Backend::File(root) => {
-                self.count_file_call();
-                file::stream_ranges(
-                    &root.join(path),
-                    url.as_str(),
-                    ranges,
-                    max_total,
-                    &mut counted,
-                )
-            }
+            Backend::File(root) => file::stream_ranges(
+                &self.file(root, path, &url),
+                ranges,
+                max_total,
+                self.cfg.overall_timeout,
+                &mut counted,
+            ),
             Backend::Http { runtime, http } => Self::run(
                 runtime,
-                &self.cfg,
+                self.cfg.overall_timeout,
                 &url,
                 http.stream_ranges(&url, ranges, max_total, &mut counted),
             ),
@@ -290,13 +297,15 @@ impl Fetcher {
         }
         let started = Instant::now();
         let result = match &self.backend {
-            Backend::File(root) => {
-                self.count_file_call();
-                file::download_to(&root.join(path), url.as_str(), dest, expected_len)
-            }
+            Backend::File(root) => file::download_to(
+                &self.file(root, path, &url),
+                dest,
+                expected_len,
+                self.cfg.overall_timeout,
+            ),
             Backend::Http { runtime, http } => Self::run(
                 runtime,
-                &self.cfg,
+                self.cfg.overall_timeout,
                 &url,
                 http.download_to(&url, dest, expected_len),
             ),

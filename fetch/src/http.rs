@@ -191,7 +191,10 @@ impl Http {
             let response = if speed.limit > 0 && !speed.time.is_zero() {
                 tokio::time::timeout(head_timeout, sent)
                     .await
-                    .map_err(|_| speed.too_slow(current.as_str()))?
+                    .map_err(|_| Error::NoResponse {
+                        url: current.to_string(),
+                        after: head_timeout,
+                    })?
             } else {
                 sent.await
             };

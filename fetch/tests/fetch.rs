@@ -77,10 +77,93 @@ fn trickling_server_is_reported_as_slow() {
 }
 
 #[test]
-fn headers_that_never_come_are_reported_as_slow() {
+fn headers_that_never_come_name_the_limit_that_fired() {
     let server = Server::start(vec![("hang", Vec::new(), Knob::Hang)]);
     let err = fetcher(&server).get("hang", 1000).unwrap_err();
-    assert!(matches!(err, Error::TooSlow { .. }), "{err:?}");
+    // connect_timeout (2 s) + low_speed_time (1 s), not the low-speed period alone.
+    assert!(
+        matches!(err, Error::NoResponse { after, .. } if after == Duration::from_secs(3)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no response within 3s"), "{err}");
+}
+
+#[test]
+fn a_whole_file_trickled_above_the_speed_floor_has_a_deadline_of_its_own() {
+    // 1 byte a millisecond: ten times the low-speed floor of 100 B/s, so only the
+    // whole-file deadline (2 s + 1 s + 100 kB at 1 MB/s) ends it, not the overall 10 s.
+    let server = Server::start(vec![(
+        "summary",
+        content(100_000),
+        Knob::Trickle(Duration::from_millis(1)),
+    )]);
+    let cfg = FetchConfig {
+        whole_file_speed: 1_000_000,
+        ..config(server.url("http"))
+    };
+    let start = Instant::now();
+    let err = Fetcher::new(cfg)
+        .unwrap()
+        .get("summary", 100_000)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TimedOut { after, .. } if after == Duration::from_millis(3100)),
+        "{err:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn file_sources_refuse_fifos_symlinks_and_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(root.join("packs")).unwrap();
+    std::fs::write(root.join("packs/good.pack"), b"0123456789").unwrap();
+    std::fs::write(dir.path().join("host-file"), b"SECRET").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("host-file"), root.join("summary")).unwrap();
+    std::os::unix::fs::symlink(root.join("packs"), root.join("linked")).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(root.join("packs/fifo.pack"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::symlink("/dev/zero", root.join("packs/zero.pack")).unwrap();
+    let f = Fetcher::new(config(format!("file://{}", root.display()))).unwrap();
+
+    let kind = |e: Error| match e {
+        Error::NotAFile { kind, .. } => kind,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(kind(f.get("summary", 100).unwrap_err()), "symbolic link");
+    assert_eq!(
+        kind(f.get("linked/good.pack", 100).unwrap_err()),
+        "symbolic link"
+    );
+    assert_eq!(
+        kind(f.get("packs/zero.pack", 100).unwrap_err()),
+        "symbolic link"
+    );
+    assert_eq!(kind(f.get("packs", 100).unwrap_err()), "directory");
+    let start = Instant::now();
+    let err = f.get_ranges("packs/fifo.pack", &[(0, 4)], 4).unwrap_err();
+    assert!(err.to_string().contains("fifo.pack is a FIFO"), "{err}");
+    let err = f
+        .download_to("packs/fifo.pack", &dir.path().join("part"), 4, 4)
+        .unwrap_err();
+    assert_eq!(kind(err), "FIFO");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(matches!(
+        f.get("packs/missing.pack", 100).unwrap_err(),
+        Error::NotFound { .. }
+    ));
+    assert_eq!(
+        f.get_ranges("packs/good.pack", &[(2, 3)], 3).unwrap(),
+        [b"234"]
+    );
 }
 
 #[test]

@@ -70,6 +70,14 @@ pub enum FsckError {
         /// What is wrong.
         reason: String,
     },
+    /// A commit's tree nests directories deeper than [`crate::walk::MAX_DEPTH`] levels:
+    /// commit would have refused it and checkout refuses it.
+    TooDeep {
+        /// The commit.
+        commit: CommitId,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for FsckError {
@@ -90,6 +98,11 @@ impl fmt::Display for FsckError {
             FsckError::BadSignature { commit, reason } => {
                 write!(f, "signatures of commit {commit}: {reason}")
             }
+            FsckError::TooDeep { commit, limit } => write!(
+                f,
+                "commit {commit} nests directories deeper than the limit of {limit} levels: \
+                 it cannot be checked out"
+            ),
         }
     }
 }
@@ -181,6 +194,7 @@ pub fn fsck(repo: &Repo, opts: &FsckOptions) -> Result<FsckReport> {
                 Ok(commit) => {
                     check_signatures(repo, &c, &mut report.errors);
                     mark_commit(repo, &c, &commit, &mut marks)?;
+                    check_commit_depth(repo, &c, &commit, &mut report.errors)?;
                     cur = commit.parent;
                 }
                 Err(Error::MissingObject { .. }) if !is_head => {
@@ -336,6 +350,32 @@ fn count_staging(repo: &Repo) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Report a commit whose tree is deeper than every reader accepts. Missing and corrupt
+/// dirtrees are left to [`mark_commit`], which reports them.
+fn check_commit_depth(
+    repo: &Repo,
+    id: &CommitId,
+    commit: &Commit,
+    errors: &mut Vec<FsckError>,
+) -> Result<()> {
+    let mut subdirs = |t: &DirTreeId| match repo.read_dirtree(t) {
+        Ok(tree) => Ok(Some(tree.dirs.iter().map(|d| d.1).collect())),
+        Err(Error::MissingObject { .. } | Error::Corrupt { .. }) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match crate::walk::check_depth(commit.root_tree, &mut subdirs) {
+        Ok(()) => Ok(()),
+        Err(Error::TreeLimit { limit, .. }) => {
+            errors.push(FsckError::TooDeep {
+                commit: *id,
+                limit: limit as usize,
+            });
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Objects reached from commits by [`mark_commit`], and what was wrong on the way.

@@ -435,6 +435,57 @@ pub fn resolve_path(repo: &Repo, commit: &CommitId, path: &str) -> Result<Entry>
     })
 }
 
+/// Check that no directory below `root` lies deeper than [`MAX_DEPTH`] levels (the root is
+/// level 0): the one depth limit that commit, checkout, fsck, publish and pull all apply
+/// (docs/format.md). `subdirs` lists a dirtree's subdirectories, or `None` when it is not
+/// available (missing objects are reported by whoever walks the tree for content).
+///
+/// Each unique dirtree is listed once and its height computed bottom-up, so a small tree
+/// that names the same subtree many times costs one visit per object; the explicit stack
+/// never holds more than `MAX_DEPTH + 1` frames, so a hostile chain cannot grow it.
+pub fn check_depth(
+    root: DirTreeId,
+    subdirs: &mut dyn FnMut(&DirTreeId) -> Result<Option<Vec<DirTreeId>>>,
+) -> Result<()> {
+    let too_deep = || Error::TreeLimit {
+        tree: root.0,
+        what: "depth",
+        limit: MAX_DEPTH as u64,
+    };
+    // Levels of directories below each finished dirtree.
+    let mut height: HashMap<DirTreeId, usize> = HashMap::new();
+    // (dirtree, its subdirectories, next one to look at, tallest so far)
+    let mut stack: Vec<(DirTreeId, Vec<DirTreeId>, usize, usize)> = Vec::new();
+    stack.push((root, subdirs(&root)?.unwrap_or_default(), 0, 0));
+    while let Some(top) = stack.last_mut() {
+        if let Some(&child) = top.1.get(top.2) {
+            top.2 += 1;
+            if let Some(&h) = height.get(&child) {
+                top.3 = top.3.max(h + 1);
+                // The frame at stack index i is at level i; its child's subtree ends at
+                // level i + 1 + h.
+                if stack.len() + h > MAX_DEPTH {
+                    return Err(too_deep());
+                }
+                continue;
+            }
+            // Pushing would put a directory at level stack.len().
+            if stack.len() > MAX_DEPTH {
+                return Err(too_deep());
+            }
+            let below = subdirs(&child)?.unwrap_or_default();
+            stack.push((child, below, 0, 0));
+            continue;
+        }
+        let (id, _, _, h) = stack.pop().expect("non-empty");
+        height.insert(id, h);
+        if let Some(parent) = stack.last_mut() {
+            parent.3 = parent.3.max(h + 1);
+        }
+    }
+    Ok(())
+}
+
 /// Building small trees directly from objects, for the tests of this module and of
 /// [`crate::diff`].
 #[cfg(test)]
@@ -629,10 +680,48 @@ mod tests {
             results.last(),
             Some(Err(Error::TreeLimit { what: "depth", .. }))
         ));
+        let subdirs = |t: &DirTreeId| -> Result<Option<Vec<DirTreeId>>> {
+            Ok(Some(
+                repo.read_dirtree(t)?.dirs.iter().map(|d| d.1).collect(),
+            ))
+        };
+        let root = repo.read_commit(&c).unwrap().root_tree;
+        assert!(matches!(
+            check_depth(root, &mut { subdirs }),
+            Err(Error::TreeLimit { what: "depth", .. })
+        ));
         let deep = vec!["d"; MAX_DEPTH + 1].join("/");
         assert!(matches!(
             resolve_path(&repo, &c, &deep),
             Err(Error::TreeLimit { what: "depth", .. })
         ));
+    }
+
+    #[test]
+    fn depth_is_checked_once_per_tree_and_exactly_at_the_limit() {
+        let (_d, repo) = repo();
+        let txn = repo.begin().unwrap();
+        // A chain of MAX_DEPTH - 1 levels, then one tree naming it twice: MAX_DEPTH levels,
+        // the limit itself, is accepted; one more level is not.
+        let mut t = dir(&txn, &[], &[]);
+        for _ in 0..MAX_DEPTH - 1 {
+            t = dir(&txn, &[], &[("d", t)]);
+        }
+        let at_limit = dir(&txn, &[], &[("a", t), ("b", t)]);
+        let over = dir(&txn, &[], &[("x", at_limit)]);
+        txn.commit().unwrap();
+        let mut listed = 0;
+        let mut subdirs = |t: &DirTreeId| -> Result<Option<Vec<DirTreeId>>> {
+            listed += 1;
+            Ok(Some(
+                repo.read_dirtree(t)?.dirs.iter().map(|d| d.1).collect(),
+            ))
+        };
+        check_depth(at_limit, &mut subdirs).unwrap();
+        assert!(matches!(
+            check_depth(over, &mut subdirs),
+            Err(Error::TreeLimit { what: "depth", .. })
+        ));
+        assert!(listed <= 2 * (MAX_DEPTH + 2), "{listed} listings");
     }
 }

@@ -42,8 +42,9 @@ use crate::id::CommitId;
 use crate::object::{Commit, EntryName};
 use crate::repo::{RefName, Repo, Transaction};
 
-/// Deepest directory nesting accepted in a source tree.
-pub const MAX_DEPTH: usize = 1024;
+/// Deepest directory nesting accepted in a source tree: the one limit every reader of a
+/// tree applies ([`crate::walk::MAX_DEPTH`]), so whatever commits also checks out.
+pub const MAX_DEPTH: usize = crate::walk::MAX_DEPTH;
 
 /// Where the tree to commit comes from.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -212,6 +212,9 @@ impl Reader<'_> {
         let shown = m.shown.clone();
         let etype = hdr.entry_type();
         let comps = normalise(&m.path, &shown)?;
+        if etype.is_dir() && comps.len() > MAX_DEPTH {
+            return Err(too_deep(&shown));
+        }
         let kind = match etype {
             T::Char => Some("character device"),
             T::Block => Some("block device"),
@@ -388,6 +391,13 @@ fn inside(archive: &Path, member: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(p))
 }
 
+fn too_deep(shown: &Path) -> Error {
+    Error::invalid(
+        format!("tar entry {}", shown.display()),
+        format!("deeper than {MAX_DEPTH} directories"),
+    )
+}
+
 /// Split a tar path into validated names: `./a//b/` → `[a, b]`; `/a` and `a/../b` are
 /// refused.
 fn normalise(raw: &[u8], shown: &Path) -> Result<Vec<EntryName>> {
@@ -410,11 +420,9 @@ fn normalise(raw: &[u8], shown: &Path) -> Result<Vec<EntryName>> {
             name => out.push(entry_name(name, &shown.display())?),
         }
     }
-    if out.len() > MAX_DEPTH {
-        return Err(Error::invalid(
-            format!("tar entry {}", shown.display()),
-            format!("deeper than {MAX_DEPTH} directories"),
-        ));
+    // A file may sit in a directory at the deepest level; the caller checks directories.
+    if out.len() > MAX_DEPTH + 1 {
+        return Err(too_deep(shown));
     }
     Ok(out)
 }

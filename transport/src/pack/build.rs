@@ -5,7 +5,7 @@
 //! distinct file once, chunks its content with FastCDC as it streams and checks that the
 //! header and content hash to the file id, handing every blob to a visitor.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use super::{BlobKind, MAX_ENTRIES};
 use crate::chunk::chunk_reader;
 use crate::error::{Error, Result};
 use store::durable;
-use store::id::{CommitId, FileId, ObjectId};
+use store::id::{CommitId, DirTreeId, FileId, ObjectId};
 use store::object::{Commit, DirTree, FileHasher, ObjectKind};
 use store::repo::{FileContent, Repo};
 use store::IoResultExt;
@@ -167,11 +167,13 @@ fn walk(
     meta.insert((BlobKind::DirMeta, c.root_meta.0));
     visit_metadata(repo, ObjectKind::DirMeta, &c.root_meta.0, visit)?;
     meta.insert((BlobKind::DirTree, c.root_tree.0));
+    let mut children: HashMap<DirTreeId, Vec<DirTreeId>> = HashMap::new();
     let mut stack = vec![c.root_tree];
     while let Some(t) = stack.pop() {
         let bytes = repo.read_metadata_bytes(ObjectKind::DirTree, &t.0)?;
         let tree = DirTree::decode(&bytes).map_err(corrupt(ObjectKind::DirTree, &t.0))?;
         visit(Blob::Meta(ObjectKind::DirTree, &t.0, &bytes))?;
+        children.insert(t, tree.dirs.iter().map(|d| d.1).collect());
         for (_, sub, m) in &tree.dirs {
             if meta.insert((BlobKind::DirMeta, m.0)) {
                 visit_metadata(repo, ObjectKind::DirMeta, &m.0, visit)?;
@@ -193,6 +195,9 @@ fn walk(
             order.push(*fid);
         }
     }
+    // The depth limit every reader applies: a tree no device could check out is not
+    // published.
+    store::walk::check_depth(c.root_tree, &mut |t| Ok(children.get(t).cloned()))?;
     // All metadata first, then the files in walk order: a client fetches the trees it
     // lacks in one contiguous range, and each file's chunks and header in another.
     for fid in order {

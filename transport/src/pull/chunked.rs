@@ -13,15 +13,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 
-use crate::pack::{verify_blob, BlobKind, ChunkIndex, FileChunks, PackIndex};
+use crate::pack::{BlobKind, ChunkIndex, FileChunks, PackIndex};
 use crate::summary::RefEntry;
 use rayon::prelude::*;
 use store::id::ObjectId;
 use store::object::{Commit, DirMeta, DirTree, FileHeader, ObjectKind, Signatures};
-use store::{CommitId, FileId, Repo};
+use store::{CommitId, DirTreeId, FileId, Repo};
 
 use super::pipe::{produce, Pipe};
-use super::source::{fetch_locs, locate, ContentReader, Loc, Piece, Remote, Take};
+use super::source::{self, fetch_locs, locate, ContentReader, Loc, Piece, Remote, Take};
 use super::{Event, PullCtx, PullError};
 
 fn locate_or_err(packs: &[PackIndex], kind: BlobKind, id: &ObjectId) -> Result<Loc, PullError> {
@@ -238,7 +238,10 @@ pub(super) fn pull_commit(
     ctx.fetched += meta_bytes;
     let mut verified: HashMap<ObjectId, Vec<u8>> = HashMap::with_capacity(meta.len());
     for ((_, id), (loc, stored)) in meta.drain() {
-        verified.insert(id, verify_blob(&packs[loc.pack], &loc.entry, &stored)?);
+        verified.insert(
+            id,
+            source::verified(&ctx.remote.name, packs, &loc, &stored)?,
+        );
     }
     let commit = match verified.get(&commit_id.0) {
         Some(bytes) => Commit::decode(bytes)?,
@@ -300,6 +303,7 @@ pub(super) fn pull_commit(
     //    producer per pack, in the order the batches use them.
     let extra = AtomicU64::new(0);
     let remote = Remote {
+        name: &ctx.remote.name,
         fetcher: ctx.fetcher,
         packs,
         fetched: &extra,
@@ -557,6 +561,7 @@ pub(super) fn walk(
     check_meta(&commit.root_meta.0)?;
     let mut needed = HashSet::new();
     let mut seen = HashSet::new();
+    let mut children: HashMap<DirTreeId, Vec<DirTreeId>> = HashMap::new();
     let mut stack = vec![commit.root_tree];
     while let Some(tree_id) = stack.pop() {
         if !seen.insert(tree_id) {
@@ -582,7 +587,10 @@ pub(super) fn walk(
             check_meta(&meta.0)?;
             stack.push(*sub);
         }
+        children.insert(tree_id, tree.dirs.iter().map(|d| d.1).collect());
     }
+    // The depth limit every reader applies: refused here, not first at checkout.
+    store::walk::check_depth(commit.root_tree, &mut |t| Ok(children.get(t).cloned()))?;
     Ok(needed)
 }
 
@@ -604,7 +612,7 @@ fn store_file(
             })
     };
     let hloc = &planned.header;
-    let header_bytes = verify_blob(&remote.packs[hloc.pack], &hloc.entry, blob(hloc)?)?;
+    let header_bytes = source::verified(remote.name, remote.packs, hloc, blob(hloc)?)?;
     let header = FileHeader::decode(&header_bytes)?;
     let mut pieces = Vec::with_capacity(planned.chunks.len());
     for (c, from) in planned.file.chunks.iter().zip(&planned.chunks) {
@@ -623,7 +631,9 @@ fn store_file(
         });
     }
     let mut reader = ContentReader::new(repo, remote, pieces, take);
-    let id = txn.write_file(&header, &mut reader)?;
+    let id = txn
+        .write_file(&header, &mut reader)
+        .map_err(source::reader_error)?;
     if id != planned.file.id {
         return Err(PullError::Plan {
             reason: format!(
@@ -634,4 +644,55 @@ fn store_file(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use store::id::{DirMetaId, DirTreeId, ObjectId};
+    use store::object::{Commit, DirMeta, DirTree, EntryName, Xattrs};
+    use store::walk::MAX_DEPTH;
+    use store::{Repo, RepoMode};
+
+    /// A commit whose tree nests `levels` directories, with every tree and the dirmeta
+    /// as verified fetched blobs.
+    fn fetched_chain(levels: usize) -> (Commit, HashMap<ObjectId, Vec<u8>>) {
+        let mut fetched = HashMap::new();
+        let meta = DirMeta::new(0o755, 0, 0, Xattrs::empty()).unwrap().encode();
+        let meta_id = DirMetaId(ObjectId::of(&meta));
+        fetched.insert(meta_id.0, meta);
+        let mut put = |tree: DirTree| {
+            let bytes = tree.encode();
+            let id = DirTreeId(ObjectId::of(&bytes));
+            fetched.insert(id.0, bytes);
+            id
+        };
+        let mut tree = put(DirTree::new(Vec::new(), Vec::new()).unwrap());
+        for _ in 0..levels {
+            let dirs = vec![(EntryName::new("d").unwrap(), tree, meta_id)];
+            tree = put(DirTree::new(Vec::new(), dirs).unwrap());
+        }
+        let commit = Commit {
+            parent: None,
+            timestamp: 0,
+            subject: String::new(),
+            body: String::new(),
+            metadata: Vec::new(),
+            root_tree: tree,
+            root_meta: meta_id,
+        };
+        (commit, fetched)
+    }
+
+    #[test]
+    fn a_tree_deeper_than_checkout_accepts_is_refused_before_files_are_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path().join("repo"), RepoMode::Bare).unwrap();
+        let (commit, fetched) = fetched_chain(MAX_DEPTH);
+        assert!(super::walk(&repo, &commit, &fetched).unwrap().is_empty());
+        let (commit, fetched) = fetched_chain(MAX_DEPTH + 1);
+        let err = super::walk(&repo, &commit, &fetched).unwrap_err();
+        assert!(err.to_string().contains("depth limit of 256"), "{err}");
+    }
 }

@@ -186,16 +186,31 @@ pub enum PullError {
     /// The offered commit is older than the one the ref has.
     #[error(transparent)]
     Downgrade(Box<Downgrade>),
-    /// What was served as the summary is not one.
-    #[error(
-        "{url} is not an update summary (it starts with \"{snippet}\"): not an update \
-         repository, or a captive portal or proxy answered instead"
-    )]
+    /// What was served as the summary is not one. Nothing of what came is quoted: it may
+    /// be anything (a host file, a page with a session token).
+    #[error("{url} is not an update summary: {problem}")]
     NotARepository {
         /// The summary's URL.
         url: String,
-        /// The start of what came, sanitized.
-        snippet: String,
+        /// What is wrong, classified.
+        problem: &'static str,
+    },
+    /// A blob of a published pack fails its check against the pack's index.
+    #[error(
+        "remote '{remote}' serves damaged data: {kind} {id} in {file}: {reason} (the \
+         mirror or server holds a damaged copy; nothing of it was stored)"
+    )]
+    DamagedPack {
+        /// The remote.
+        remote: String,
+        /// The published file (`packs/<id>.pack`).
+        file: String,
+        /// The blob's kind.
+        kind: &'static str,
+        /// The blob's id.
+        id: store::ObjectId,
+        /// What is wrong.
+        reason: String,
     },
     /// The commit's timestamp is later than the summary that offers it, by more than a day.
     #[error(
@@ -623,30 +638,33 @@ pub fn pull(
 }
 
 /// Fetch the signed summary (at most 16 MiB) and refuse at once what is plainly not one:
-/// a captive portal's or proxy's HTML page, say, named as such with a short, sanitized
-/// look at what came instead.
+/// a captive portal's or proxy's HTML page, say, named as such, without quoting it.
 pub(crate) fn fetch_summary(fetcher: &Fetcher) -> Result<Vec<u8>, PullError> {
     let bytes = fetcher.get(SUMMARY_FILE, MAX_SUMMARY_SIZE)?;
     if !bytes.starts_with(crate::summary::SIGNED_SUMMARY_TAG) {
-        let snippet: String = String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() || c == ' ' {
-                    c
-                } else {
-                    '.'
-                }
-            })
-            .collect();
         return Err(PullError::NotARepository {
             url: fetcher
                 .url(SUMMARY_FILE)
                 .map(|u| u.to_string())
                 .unwrap_or_default(),
-            snippet,
+            problem: not_a_summary(&bytes),
         });
     }
     Ok(bytes)
+}
+
+/// Why `bytes`, which do not start with the signed-summary tag, are not a summary.
+fn not_a_summary(bytes: &[u8]) -> &'static str {
+    let text = bytes.trim_ascii_start();
+    if bytes.is_empty() {
+        "the file is empty"
+    } else if text.first() == Some(&b'<') {
+        "it looks like an HTML page: a captive portal or proxy answered instead?"
+    } else if bytes.starts_with(crate::summary::SUMMARY_TAG) {
+        "it is an unsigned summary body, not the signed summary file"
+    } else {
+        "it does not start with the signed summary's tag: not an update repository"
+    }
 }
 
 fn available(summary: &Summary) -> String {

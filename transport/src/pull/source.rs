@@ -13,6 +13,8 @@ use store::{FileId, Repo};
 
 use fetch::Fetcher;
 
+use super::PullError;
+
 /// Where a blob is: which pack (index into the summary's list) and its entry.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Loc {
@@ -45,8 +47,69 @@ pub(super) enum Piece<'a> {
     },
 }
 
+/// The published file of pack `index`.
+pub(super) fn pack_file(index: &PackIndex) -> String {
+    format!("packs/{}.pack", index.pack_id())
+}
+
+/// The raw bytes of the blob at `loc`, checked against its index entry; a blob that fails
+/// its check is reported with the remote and the published file that served it.
+pub(super) fn verified(
+    remote: &str,
+    packs: &[PackIndex],
+    loc: &Loc,
+    stored: &[u8],
+) -> Result<Vec<u8>, PullError> {
+    let index = &packs[loc.pack];
+    verify_blob(index, &loc.entry, stored).map_err(|e| match e {
+        crate::Error::BadBlob {
+            kind, id, reason, ..
+        } => PullError::DamagedPack {
+            remote: remote.to_owned(),
+            file: pack_file(index),
+            kind: kind.name(),
+            id,
+            reason,
+        },
+        other => other.into(),
+    })
+}
+
+/// The error a [`ContentReader`] failed with, when the store reports it as an I/O error on
+/// its temporary file: the reader's own error names the remote and the published file.
+pub(super) fn reader_error(e: store::Error) -> PullError {
+    let store::Error::Io { path, source } = e else {
+        return e.into();
+    };
+    let ours = source
+        .get_ref()
+        .is_some_and(|r| r.is::<PullError>() || r.is::<fetch::Error>());
+    if !ours {
+        return store::Error::Io { path, source }.into();
+    }
+    match source
+        .into_inner()
+        .map(|inner| inner.downcast::<PullError>())
+    {
+        Some(Ok(pull)) => *pull,
+        Some(Err(inner)) => match inner.downcast::<fetch::Error>() {
+            Ok(fetch) => PullError::Fetch(*fetch),
+            Err(inner) => PullError::Local {
+                path,
+                source: io::Error::other(inner),
+            },
+        },
+        None => PullError::Local {
+            path,
+            source: io::Error::other("reading failed"),
+        },
+    }
+}
+
 /// What a reader needs to fetch chunks itself.
 pub(super) struct Remote<'a> {
+    /// The remote's name, for errors.
+    pub(super) name: &'a str,
     pub(super) fetcher: &'a Fetcher,
     pub(super) packs: &'a [PackIndex],
     /// Bytes fetched besides the plan (for damaged local chunks), for the pull's total.
@@ -71,8 +134,7 @@ pub(super) fn fetch_locs(
             .map(|&i| (locs[i].entry.offset, u64::from(locs[i].entry.stored_len)))
             .collect();
         let total: u64 = ranges.iter().map(|r| r.1).sum();
-        let path = format!("packs/{}.pack", packs[pack].pack_id());
-        let parts = fetcher.get_ranges(&path, &ranges, total)?;
+        let parts = fetcher.get_ranges(&pack_file(&packs[pack]), &ranges, total)?;
         for (i, part) in which.into_iter().zip(parts) {
             out[i] = part;
         }
@@ -130,7 +192,7 @@ impl<'a, 't> ContentReader<'a, 't> {
     }
 
     fn verify(&self, loc: &Loc, stored: &[u8]) -> io::Result<Vec<u8>> {
-        verify_blob(&self.remote.packs[loc.pack], &loc.entry, stored).map_err(io::Error::other)
+        verified(self.remote.name, self.remote.packs, loc, stored).map_err(io::Error::other)
     }
 
     fn local(&mut self, file: FileId, offset: u64, len: u32, id: ObjectId) -> io::Result<Vec<u8>> {

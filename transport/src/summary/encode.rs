@@ -51,10 +51,10 @@ fn check_tag(d: &mut Decoder<'_>, tag: &[u8; 4], what: &'static str) -> Result<(
     if got != tag {
         return Err(Error::decode(
             what,
+            // What was found is not quoted: it may be anything.
             format!(
-                "expected tag {:?}, found {:?}: this is not a {what}",
-                String::from_utf8_lossy(tag),
-                String::from_utf8_lossy(got)
+                "it does not start with the tag {:?}: this is not a {what}",
+                String::from_utf8_lossy(tag)
             ),
         ));
     }
