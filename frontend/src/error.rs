@@ -119,7 +119,7 @@ pub enum Error {
         /// The source URL.
         url: String,
         /// What went wrong.
-        source: transport::pull::PullError,
+        source: Box<transport::pull::PullError>,
     },
     /// The source does not publish the ref a run follows.
     #[error("the remote does not publish '{name}'")]

@@ -207,7 +207,7 @@ impl Backend for Builtin {
             pull(&repo, &remote, wanted.as_ref(), &opts, &mut |_| {}).map_err(|source| {
                 Error::Pull {
                     url: remote.url.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         let name = match wanted {
