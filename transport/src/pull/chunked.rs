@@ -381,7 +381,8 @@ pub(super) fn pull_commit(
     }
     txn.write_commit(&commit)?;
     txn.write_signatures(&commit_id, sigs)?;
-    txn.commit_and_set_remote_ref(&ctx.remote.name, &entry.name, &commit_id)?;
+    // The ref is written by the pull's commit point, once every ref is verified.
+    txn.commit()?;
     Ok(Outcome { files: written })
 }
 

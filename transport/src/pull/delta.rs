@@ -73,7 +73,8 @@ pub(super) fn pull_delta(
     let timestamp = txn.read_commit(&entry.commit)?.timestamp;
     ctx.check_downgrade(entry, Some(current), timestamp)?;
     txn.write_signatures(&entry.commit, sigs)?;
-    txn.commit_and_set_remote_ref(&ctx.remote.name, &entry.name, &entry.commit)?;
+    // The ref is written by the pull's commit point, once every ref is verified.
+    txn.commit()?;
     let _ = std::fs::remove_file(&part);
     Ok(stats.files)
 }
