@@ -3,7 +3,8 @@
 //! Each remote is a directory `remotes/NAME/` of the repository:
 //!
 //! ```text
-//! remotes/NAME/remote.toml    url = "https://..." and an optional [tls] table
+//! remotes/NAME/remote.toml    url = "https://...", optional channel = "stable" and
+//!                             max-clock-skew = SECONDS, and an optional [tls] table
 //! remotes/NAME/trusted/*.pub  the public keys whose signatures pull accepts (copied in)
 //! remotes/NAME/trust-state    the last accepted summary (docs/transport.md 2.5)
 //! remotes/NAME/cache/         verified pack and chunk indexes, partial downloads
@@ -59,10 +60,25 @@ impl RemoteTls {
     }
 }
 
+/// How a remote's summaries are judged beyond their signatures (docs/transport.md 2.4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemotePolicy {
+    /// The channel the remote's summaries must name (like `stable`). `None`: the first
+    /// accepted summary naming one pins it.
+    pub channel: Option<String>,
+    /// How far (seconds) a summary's timestamp may be ahead of the device clock and still
+    /// teach the device that time has passed. `None`: the default of one day.
+    pub max_clock_skew: Option<u64>,
+}
+
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ConfigFile {
     url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_clock_skew: Option<u64>,
     #[serde(default, skip_serializing_if = "RemoteTls::is_empty")]
     tls: RemoteTls,
 }
@@ -121,6 +137,8 @@ pub struct Remote {
     pub url: String,
     /// TLS files.
     pub tls: RemoteTls,
+    /// The channel and clock skew its summaries are checked against.
+    pub policy: RemotePolicy,
     dir: PathBuf,
 }
 
@@ -162,6 +180,24 @@ fn check_url(name: &str, url: &str, tls: &RemoteTls) -> Result<()> {
     Ok(())
 }
 
+/// Check a remote's policy: a channel is named like a remote (one ref-name component, at
+/// most 64 bytes).
+fn check_policy(name: &str, policy: &RemotePolicy) -> Result<()> {
+    if let Some(c) = &policy.channel {
+        if validate_remote_name(c).is_err() {
+            return Err(remote_err(
+                name,
+                format!(
+                    "channel '{}' must be 1..=64 ASCII letters, digits or . _ - + @, not \
+                     starting with '.'",
+                    c.escape_debug()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Make a TLS file path absolute and check that it is a readable file.
 fn absolute_file(name: &str, what: &str, path: &Path) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(path)
@@ -185,13 +221,25 @@ impl Remote {
         keys: KeySource<'_>,
         tls: &RemoteTls,
     ) -> Result<Remote> {
+        Remote::add_with_policy(repo, name, url, keys, tls, &RemotePolicy::default())
+    }
+
+    /// [`Remote::add`] with a channel or clock skew set.
+    pub fn add_with_policy(
+        repo: &Repo,
+        name: &str,
+        url: &str,
+        keys: KeySource<'_>,
+        tls: &RemoteTls,
+        policy: &RemotePolicy,
+    ) -> Result<Remote> {
         validate_remote_name(name)?;
         let remotes_path = repo.path().join(REMOTES_DIR);
         let remotes = durable::mkdir_all_at(repo.dir(), Path::new(REMOTES_DIR), &remotes_path)?;
         if rustix::fs::statat(&remotes, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
             return Err(remote_err(name, "exists already (remove it first)"));
         }
-        let tmp = Remote::build(repo, &remotes, name, url, keys, tls)?;
+        let tmp = Remote::build(repo, &remotes, name, url, keys, tls, policy)?;
         let placed = match rustix::fs::renameat_with(
             &remotes,
             tmp.as_str(),
@@ -211,8 +259,8 @@ impl Remote {
     }
 
     /// Replace an existing remote's URL, keys and TLS files in one step, keeping its trust
-    /// state (the last serial and time seen), so a reconfiguration cannot be used to roll a
-    /// device back. Takes the remote's pull lock.
+    /// state (the last serial and time seen) and its policy (channel, clock skew), so a
+    /// reconfiguration cannot be used to roll a device back. Takes the remote's pull lock.
     pub fn reconfigure(
         repo: &Repo,
         name: &str,
@@ -224,7 +272,7 @@ impl Remote {
         let _lock = old.lock()?;
         let remotes_path = repo.path().join(REMOTES_DIR);
         let remotes = durable::open_dir_at(repo.dir(), REMOTES_DIR).at_path(&remotes_path)?;
-        let tmp = Remote::build(repo, &remotes, name, url, keys, tls)?;
+        let tmp = Remote::build(repo, &remotes, name, url, keys, tls, &old.policy)?;
         let swapped = (|| {
             match std::fs::read(old.trust_state_path()) {
                 Ok(state) => {
@@ -266,9 +314,11 @@ impl Remote {
         url: &str,
         keys: KeySource<'_>,
         tls: &RemoteTls,
+        policy: &RemotePolicy,
     ) -> Result<String> {
         validate_remote_name(name)?;
         check_url(name, url, tls)?;
+        check_policy(name, policy)?;
         let tls = RemoteTls {
             ca: tls
                 .ca
@@ -298,6 +348,8 @@ impl Remote {
         }
         let config = toml::to_string(&ConfigFile {
             url: url.to_owned(),
+            channel: policy.channel.clone(),
+            max_clock_skew: policy.max_clock_skew,
             tls: tls.clone(),
         })
         .map_err(|e| remote_err(name, format!("cannot encode config: {e}")))?;
@@ -380,10 +432,16 @@ impl Remote {
         let config: ConfigFile = toml::from_str(&text)
             .map_err(|e| remote_err(name, format!("{}: {e}", path.display())))?;
         check_url(name, &config.url, &config.tls)?;
+        let policy = RemotePolicy {
+            channel: config.channel,
+            max_clock_skew: config.max_clock_skew,
+        };
+        check_policy(name, &policy)?;
         Ok(Remote {
             name: name.to_owned(),
             url: config.url,
             tls: config.tls,
+            policy,
             dir,
         })
     }
@@ -410,8 +468,9 @@ impl Remote {
         names.iter().map(|n| Remote::open(repo, n)).collect()
     }
 
-    /// Remove a remote's configuration, keys, trust state and cache. Its refs as last
-    /// pulled (`NAME:REF`) stay, so the commits they name are not pruned under a deployment.
+    /// Remove a remote's configuration, keys, trust state and cache, then its refs as last
+    /// pulled (`NAME:REF`): a later remote of the same name starts clean, and a prune may
+    /// then delete what only those refs kept.
     pub fn remove(repo: &Repo, name: &str) -> Result<()> {
         // Not while a pull from it runs: the pull would write into the removed directory.
         let _lock = Remote::open(repo, name)?.lock()?;
@@ -422,7 +481,9 @@ impl Remote {
         rustix::fs::renameat(&remotes, name, &remotes, tmp.as_str())
             .at_path(remotes_path.join(name))?;
         rustix::fs::fsync(&remotes).at_path(&remotes_path)?;
-        durable::remove_tree_at(remotes.as_fd(), &tmp).at_path(remotes_path.join(&tmp))
+        durable::remove_tree_at(remotes.as_fd(), &tmp).at_path(remotes_path.join(&tmp))?;
+        repo.delete_remote_refs(name)?;
+        Ok(())
     }
 
     /// The keys whose signatures this remote's summaries and commits must carry.

@@ -100,6 +100,19 @@ pub enum Error {
         /// What the device clock said.
         device_clock: u64,
     },
+    /// A validly signed summary for another channel (or none) than the one the remote
+    /// follows: another repository signed by the same key, served in place of this one.
+    #[error(
+        "summary is for {}, but this remote follows channel '{expected}': another repository \
+         signed by the same key was served in its place; refused, trust state unchanged",
+        found.as_deref().map_or_else(|| "no channel".to_owned(), |c| format!("channel '{c}'"))
+    )]
+    SummaryWrongChannel {
+        /// The channel the remote follows.
+        expected: String,
+        /// The channel the summary names, if any.
+        found: Option<String>,
+    },
     /// A blob read from a pack does not match its pack index entry: its bytes do not hash
     /// to its id, do not decompress to its declared length, or do not decode (THREATS C6).
     #[error("{kind} blob {id} in pack {pack}: {reason}")]

@@ -69,6 +69,12 @@ pub struct PublishOptions {
     /// After the new summary is written, delete the files of `packs/`, `chunks/`, `sigs/`
     /// and `deltas/` that neither it nor the previous summary names.
     pub prune: bool,
+    /// The channel the summary is for (`stable`, `beta`): devices following another one
+    /// refuse it. `None` keeps the previous summary's channel (none for a first publish).
+    pub channel: Option<String>,
+    /// Set the summary's reset-clock flag: devices lower the latest time they know of to
+    /// their own clock (the recovery after a summary published with a clock far ahead).
+    pub reset_clock: bool,
 }
 
 /// Which static deltas [`publish`] writes and lists.
@@ -101,6 +107,8 @@ impl Default for PublishOptions {
             deltas: DeltaPlan::default(),
             delta: StaticDeltaOptions::default(),
             prune: false,
+            channel: None,
+            reset_clock: false,
         }
     }
 }
@@ -157,6 +165,9 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
         }));
     }
     let key = load_secret_key(&opts.key)?;
+    if let Some(c) = &opts.channel {
+        crate::summary::validate_channel(c)?;
+    }
     if opts.expires_in == 0 {
         return Err(Error::invalid(
             "summary expiry",
@@ -329,6 +340,11 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
         serial,
         timestamp: now,
         expires,
+        channel: opts
+            .channel
+            .clone()
+            .or_else(|| previous.as_ref().and_then(|p| p.channel.clone())),
+        reset_clock: opts.reset_clock,
         refs: entries,
         packs: used.keys().map(|id| packs[id].entry).collect(),
         deltas,

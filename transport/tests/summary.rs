@@ -11,7 +11,8 @@ use store::sign::{
 use store::RefName;
 use transport::summary::{
     load_trust_state, parse_signed, save_trust_state, sign_summary, summary_message,
-    verify_summary, DeltaEntry, PackEntry, RefEntry, Summary, TrustState, MAX_SUMMARY_SIZE,
+    verify_summary, verify_summary_with, DeltaEntry, PackEntry, RefEntry, Summary, TrustState,
+    VerifyOptions, MAX_SUMMARY_SIZE,
 };
 use transport::Error;
 
@@ -41,6 +42,8 @@ fn sample(serial: u64) -> Summary {
         serial,
         timestamp: T0,
         expires: T0 + DAY,
+        channel: Some("stable".into()),
+        reset_clock: false,
         refs: vec![
             RefEntry {
                 name: RefName::new("os/x86_64/stable").unwrap(),
@@ -129,6 +132,7 @@ fn round_trip() {
             last_serial: Some(7),
             last_body_hash: Some(*blake3::hash(p.body).as_bytes()),
             latest_known_time: NOW,
+            channel: Some("stable".into()),
         }
     );
     assert_eq!(
@@ -144,11 +148,36 @@ fn round_trip() {
     assert!(s.find_delta(&cid(0x22), &cid(0x11)).is_none());
 }
 
-/// The signed file of `sample(7)` signed by the keys with seeds 1 and 2. ed25519 is
+/// The signed file of `sample(7)` signed by the keys with seeds 1 and 2, format version 2.
+/// ed25519 is deterministic, so this pins the body encoding, the envelope and the signing
+/// message. If it fails the format changed: update `docs/transport.md` (and, once
+/// deployed, bump the version).
+const GOLDEN: &str = concat!(
+    "55535346023c0200005553554d02070000000000000000f153650000000080425565000000000106000000",
+    "737461626c650002000000100000006f732f7838365f36342f737461626c6522222222222222222222222222",
+    "222222222222222222222222222222222222220105000000322e312e30f0e253650000000015cd5b07000000",
+    "005555555555555555555555555555555555555555555555555555555555555555e803000000000000666666",
+    "6666666666666666666666666666666666666666666666666666666666c800000000000000110000006f732f",
+    "7838365f36342f74657374696e67333333333333333333333333333333333333333333333333333333333333",
+    "333300c4f05365000000002a0000000000000077777777777777777777777777777777777777777777777777",
+    "777777777777774d000000000000006666666666666666666666666666666666666666666666666666666666",
+    "666666c800000000000000010000008888888888888888888888888888888888888888888888888888888888",
+    "8888880000100000000000999999999999999999999999999999999999999999999999999999999999999955",
+    "1300000000000001000000111111111111111111111111111111111111111111111111111111111111111122",
+    "2222222222222222222222222222222222222222222222222222222222222200100000000000004444444444",
+    "44444444444444444444444444444444444444444444444444444401000000050000007469746c650a000000",
+    "4578616d706c65204f53020000008139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9",
+    "b39457f3a8faf08befe5eb416ff7596e716a266ac887a636496ebd3901845f7995410e115b974226f4075265",
+    "80c082083aae38518ecf93e396d8e267eadc8a0dd7068a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94",
+    "121bf3748801b40f6f5c6683c678b93a54d083382bc212a2aa9a81f8ee4c97606c29113a70086a8ec3ce3b07",
+    "e4a4029146e9d6d3eb11306ef3c79b16933c057abab54d58f64fad60a800",
+);
+
+/// The signed file of `sample(7)` without a channel, as version 1 wrote it, signed by the keys with seeds 1 and 2. ed25519 is
 /// deterministic, so this pins the body encoding, the envelope and the signing message.
 /// If it fails the format changed: update `docs/transport.md` (and, once deployed, bump
 /// the version).
-const GOLDEN: &str = concat!(
+const GOLDEN_V1: &str = concat!(
     "5553534601300200005553554d01070000000000000000f15365000000008042556500000000020000001000",
     "00006f732f7838365f36342f737461626c652222222222222222222222222222222222222222222222222222",
     "2222222222220105000000322e312e30f0e253650000000015cd5b0700000000555555555555555555555555",
@@ -168,6 +197,26 @@ const GOLDEN: &str = concat!(
     "cf3330e7400a0e219467761f2a10f9765ec44502109ea4e09c5b93c6abfe4b08a982a7657df96edb6ad91232",
     "230d74c04d182f1d990b03b573ffd7fd07",
 );
+
+/// The same signed by a version 1 publisher (no channel, no reset flag): still read, as a
+/// summary naming no channel.
+#[test]
+fn version_1_summary_still_reads() {
+    let file = hex::decode(GOLDEN_V1).unwrap();
+    let p = parse_signed(&file).unwrap();
+    let mut s = sample(7);
+    s.channel = None;
+    assert_eq!(p.summary, s);
+    let v = verify_summary(&file, &trusted(&[&key(1)]), &TrustState::default(), NOW).unwrap();
+    assert_eq!(v.new_state.channel, None);
+    // A device that pinned a channel refuses it.
+    let pinned = TrustState {
+        channel: Some("stable".into()),
+        ..TrustState::default()
+    };
+    let e = verify_summary(&file, &trusted(&[&key(1)]), &pinned, NOW).unwrap_err();
+    assert!(e.to_string().contains("summary is for no channel"), "{e}");
+}
 
 #[test]
 fn golden_signed_summary() {
@@ -189,6 +238,121 @@ fn golden_signed_summary() {
         blake3::hash(p.body).as_bytes()
     );
     assert_eq!(m.len(), SUMMARY_SIGNATURE_DOMAIN.len() + 32);
+}
+
+#[test]
+fn ref_and_its_directory_conflict() {
+    let a = key(1);
+    let mut s = sample(1);
+    // `os/x86_64` sorts before `os/x86_64-lts`, which sorts before `os/x86_64/stable`.
+    for (i, name) in ["os/x86_64", "os/x86_64-lts"].into_iter().enumerate() {
+        let mut r = s.refs[0].clone();
+        r.name = RefName::new(name).unwrap();
+        s.refs.insert(i, r);
+    }
+    let e = sign_summary(&s, &[&a]).unwrap_err().to_string();
+    assert!(
+        e.contains("'os/x86_64' and ref 'os/x86_64/stable' conflict"),
+        "{e}"
+    );
+    assert!(decode_err(&s.encode()).contains("conflict"));
+    s.refs.remove(0);
+    sign_summary(&s, &[&a]).unwrap();
+}
+
+fn opts(now: u64, skew: u64, channel: Option<&str>) -> VerifyOptions<'_> {
+    VerifyOptions {
+        now,
+        max_clock_skew: skew,
+        channel,
+    }
+}
+
+#[test]
+fn a_summary_teaches_time_only_up_to_the_clock_plus_skew() {
+    let a = key(1);
+    let t = trusted(&[&a]);
+    let mut future = sample(1);
+    future.timestamp = T0 + 20 * 365 * DAY;
+    future.expires = future.timestamp + DAY;
+    let file = sign_summary(&future, &[&a]).unwrap();
+    let v = verify_summary_with(&file, &t, &TrustState::default(), &opts(NOW, 600, None)).unwrap();
+    assert_eq!(v.new_state.latest_known_time, NOW + 600);
+    assert_eq!(v.timestamp_ahead, Some(future.timestamp));
+    // The next real summary is still fresh.
+    let file2 = sign_summary(&sample(2), &[&a]).unwrap();
+    verify_summary_with(&file2, &t, &v.new_state, &opts(NOW, 600, None)).unwrap();
+    // Within the skew, the timestamp counts in full.
+    let mut near = sample(1);
+    near.timestamp = NOW + 60;
+    near.expires = NOW + DAY;
+    let file = sign_summary(&near, &[&a]).unwrap();
+    let v = verify_summary_with(&file, &t, &TrustState::default(), &opts(NOW, DAY, None)).unwrap();
+    assert_eq!(v.new_state.latest_known_time, NOW + 60);
+    assert_eq!(v.timestamp_ahead, None);
+}
+
+#[test]
+fn reset_clock_lowers_the_latest_known_time_once() {
+    let a = key(1);
+    let t = trusted(&[&a]);
+    let frozen = TrustState {
+        last_serial: Some(1),
+        last_body_hash: Some([1; 32]),
+        latest_known_time: T0 + 20 * 365 * DAY,
+        channel: None,
+    };
+    let mut plain = sample(2);
+    plain.channel = None;
+    let e = verify_summary(&sign_summary(&plain, &[&a]).unwrap(), &t, &frozen, NOW).unwrap_err();
+    assert!(matches!(e, Error::SummaryExpired { .. }), "{e}");
+    let mut reset = plain.clone();
+    reset.reset_clock = true;
+    let file = sign_summary(&reset, &[&a]).unwrap();
+    let v = verify_summary(&file, &t, &frozen, NOW).unwrap();
+    assert!(v.clock_reset);
+    assert_eq!(v.new_state.latest_known_time, NOW);
+    assert_eq!(v.new_state.last_serial, Some(2));
+    // Seen again (a replay), it resets nothing.
+    let again = verify_summary(&file, &t, &v.new_state, NOW + 10).unwrap();
+    assert!(again.unchanged && !again.clock_reset);
+}
+
+#[test]
+fn summary_for_another_channel_is_refused() {
+    let a = key(1);
+    let t = trusted(&[&a]);
+    let mut beta = sample(9);
+    beta.channel = Some("beta".into());
+    let file = sign_summary(&beta, &[&a]).unwrap();
+    let pinned = TrustState {
+        last_serial: Some(3),
+        last_body_hash: Some([3; 32]),
+        latest_known_time: T0,
+        channel: Some("stable".into()),
+    };
+    for (state, configured) in [
+        (&pinned, None),
+        (&TrustState::default(), Some("stable")),
+        (
+            &TrustState {
+                channel: Some("x".into()),
+                ..pinned.clone()
+            },
+            Some("stable"),
+        ),
+    ] {
+        let e = verify_summary_with(&file, &t, state, &opts(NOW, DAY, configured)).unwrap_err();
+        assert!(
+            matches!(&e, Error::SummaryWrongChannel { expected, found: Some(f) }
+                if expected == "stable" && f == "beta"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("channel 'beta'"), "{e}");
+    }
+    // The first summary naming a channel pins it.
+    let v = verify_summary(&file, &t, &TrustState::default(), NOW).unwrap();
+    assert_eq!(v.new_state.channel.as_deref(), Some("beta"));
 }
 
 fn decode_err(bytes: &[u8]) -> String {
@@ -269,10 +433,11 @@ fn decode_is_strict() {
 
     // Version flag must be 0 or 1.
     let mut s = sample(1);
+    s.channel = None;
     s.refs.truncate(1);
     s.refs[0].version = None;
     let mut b = s.encode();
-    let flag_at = 5 + 24 + 4 + 4 + "os/x86_64/stable".len() + 32;
+    let flag_at = 5 + 24 + 2 + 4 + 4 + "os/x86_64/stable".len() + 32;
     assert_eq!(b[flag_at], 0);
     b[flag_at] = 2;
     assert!(decode_err(&b).contains("neither 0 nor 1"));
@@ -282,10 +447,10 @@ fn decode_is_strict() {
     b[..4].copy_from_slice(b"UCMT");
     assert!(decode_err(&b).contains("not a summary"));
     let mut b = good.clone();
-    b[4] = 2;
+    b[4] = 3;
     assert!(matches!(
         Summary::decode(&b),
-        Err(Error::Store(store::Error::NewerFormat { found: 2, .. }))
+        Err(Error::Store(store::Error::NewerFormat { found: 3, .. }))
     ));
     b[4] = 0;
     decode_err(&b);
@@ -501,14 +666,18 @@ fn b9_clock_at_zero_uses_latest_known_time() {
         ),
         "{e}"
     );
-    // A fresh summary is accepted, the clock problem is reported, and the floor rises to
-    // the summary's own timestamp but never falls.
+    // A fresh summary is accepted, the clock problem is reported, and the floor never
+    // falls; it rises to the summary's timestamp only as far as the device clock plus the
+    // skew allows (a clock at 0 learns nothing from a summary of T0).
     let st = TrustState {
         latest_known_time: T0 - 10,
         ..TrustState::default()
     };
     let v = verify_summary(&file, &t, &st, 0).unwrap();
     assert_eq!(v.clock_behind, Some(T0 - 10));
+    assert_eq!(v.new_state.latest_known_time, T0 - 10);
+    assert_eq!(v.timestamp_ahead, Some(T0));
+    let v = verify_summary(&file, &t, &st, T0 - DAY / 2).unwrap();
     assert_eq!(v.new_state.latest_known_time, T0);
     let v = verify_summary(&file, &t, &TrustState::default(), NOW).unwrap();
     assert_eq!(v.new_state.latest_known_time, NOW);
@@ -670,9 +839,10 @@ fn trust_state_persistence() {
         last_serial: Some(9),
         last_body_hash: Some([7; 32]),
         latest_known_time: T0,
+        channel: Some("stable".into()),
     };
     save_trust_state(&path, &st).unwrap();
-    assert_eq!(load_trust_state(&path).unwrap(), Some(st));
+    assert_eq!(load_trust_state(&path).unwrap(), Some(st.clone()));
     save_trust_state(&path, &TrustState::default()).unwrap();
     assert_eq!(
         load_trust_state(&path).unwrap(),
@@ -754,6 +924,8 @@ fn arb_summary() -> impl Strategy<Value = Summary> {
                 serial,
                 timestamp,
                 expires: timestamp.saturating_add(span).max(timestamp + 1),
+                channel: (serial % 3 != 0).then(|| format!("c{}", serial % 7)),
+                reset_clock: serial % 2 == 0,
                 refs: refs
                     .into_iter()
                     .map(|(n, (c, version, timestamp, download_size))| RefEntry {
@@ -797,6 +969,13 @@ fn arb_summary() -> impl Strategy<Value = Summary> {
                 metadata: meta.into_iter().collect(),
             },
         )
+        // `a` and `a/b` cannot both be refs (refs are files); see `ref_and_its_directory_conflict`.
+        .prop_filter("a ref is also a directory of refs", |s| {
+            s.refs.iter().all(|a| {
+                let dir = format!("{}/", a.name);
+                !s.refs.iter().any(|b| b.name.as_str().starts_with(&dir))
+            })
+        })
 }
 
 proptest! {

@@ -378,10 +378,19 @@ fn arb_summary() -> impl Strategy<Value = Summary> {
             let mut refs = refs;
             refs.sort_by(|a, b| a.name.as_str().as_bytes().cmp(b.name.as_str().as_bytes()));
             refs.dedup_by(|a, b| a.name == b.name);
+            // A ref cannot also be a directory of refs (`a` and `a/b`).
+            let names: Vec<String> = refs.iter().map(|r| format!("{}/", r.name)).collect();
+            refs.retain(|r| {
+                !names
+                    .iter()
+                    .any(|d| r.name.as_str().starts_with(d.as_str()))
+            });
             Summary {
                 serial,
                 timestamp,
                 expires: timestamp.saturating_add(life),
+                channel: (serial % 3 != 0).then(|| format!("c{}", serial % 5)),
+                reset_clock: serial % 2 == 1,
                 refs,
                 packs: packs
                     .into_iter()
@@ -431,13 +440,35 @@ fn sign_body(key: &SigningKey, body: &[u8]) -> SignatureEntry {
 
 /// The canonical-form checks of a parsed signed summary against the file it came from.
 fn check_signed_canonical(file: &[u8], p: &SignedSummary<'_>) {
+    // Both format versions read share the envelope's layout; only the version byte differs.
+    assert!(matches!(file[4], 1 | 2), "envelope version {}", file[4]);
     assert_eq!(
-        envelope(p.body, &p.signatures),
-        file,
+        envelope(p.body, &p.signatures)[5..],
+        file[5..],
         "envelope not canonical"
     );
-    assert_eq!(p.summary.encode(), p.body, "body not canonical");
+    assert_eq!(
+        canonical(&p.summary, p.body[4]),
+        p.body,
+        "body not canonical"
+    );
     p.summary.validate().expect("an accepted summary is valid");
+}
+
+/// The canonical encoding of `s` in format `version`: version 1 lacks the channel and the
+/// reset-clock flag (the two bytes after `expires`, both 0 when absent).
+fn canonical(s: &Summary, version: u8) -> Vec<u8> {
+    let mut b = s.encode();
+    if version == 1 {
+        assert!(
+            s.channel.is_none() && !s.reset_clock,
+            "a version 1 body has neither"
+        );
+        assert_eq!(b[29..31], [0, 0]);
+        b.drain(29..31);
+        b[4] = 1;
+    }
+    b
 }
 
 /// Decode a (possibly mutated) body and check the properties; returns what decoded.
@@ -446,7 +477,11 @@ fn check_summary_body(bytes: &[u8]) -> Option<Summary> {
         Summary::decode(bytes)
     }) {
         Ok(s) => {
-            assert_eq!(s.encode(), bytes, "accepted summary body is not canonical");
+            assert_eq!(
+                canonical(&s, bytes[4]),
+                bytes,
+                "accepted summary body is not canonical"
+            );
             s.validate().expect("an accepted summary is valid");
             Some(s)
         }
@@ -526,6 +561,7 @@ proptest! {
             last_serial: Some(s.serial),
             last_body_hash: Some(*blake3::hash(&signed_body).as_bytes()),
             latest_known_time: now,
+            channel: s.channel.clone(),
         };
         if let Ok(v) = verify_summary(&file, &trusted_set(), &state, now) {
             prop_assert!(v.unchanged);
@@ -610,11 +646,13 @@ fn trust_state_files() -> &'static Vec<Vec<u8>> {
                 last_serial: Some(7),
                 last_body_hash: Some([0xAB; 32]),
                 latest_known_time: 1_700_000_000,
+                channel: Some("stable".into()),
             },
             TrustState {
                 last_serial: Some(u64::MAX),
                 last_body_hash: Some([0; 32]),
                 latest_known_time: u64::MAX,
+                channel: None,
             },
         ]
         .iter()

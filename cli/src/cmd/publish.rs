@@ -58,6 +58,18 @@ pub struct Args {
     /// Delete published files that neither the new nor the previous summary names.
     #[arg(long)]
     prune: bool,
+    /// The channel this repository is (like stable, beta): devices following another
+    /// channel refuse its summary. Default: the previous summary's channel, if any.
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
+    /// Tell devices to lower the latest time they know of to their own clock: the
+    /// recovery after a summary published with a clock far ahead.
+    #[arg(long)]
+    reset_clock: bool,
+    /// Publish as if the time were this (unix seconds): the summary's timestamp, from
+    /// which its expiry counts. Default: the system clock.
+    #[arg(long, value_name = "UNIX")]
+    timestamp: Option<u64>,
 }
 
 /// Run `update publish`.
@@ -80,11 +92,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             ..StaticDeltaOptions::default()
         },
         prune: args.prune,
+        channel: args.channel,
+        reset_clock: args.reset_clock,
+        now: args.timestamp,
         pack: PackWriterOptions {
             level: args.pack_level,
             ..PackWriterOptions::default()
         },
-        ..PublishOptions::default()
     };
     let r = publish(&repo, &opts)?;
     let s = &r.summary;
@@ -97,6 +111,15 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         s.expires,
         r.summary_size
     )?;
+    if let Some(c) = &s.channel {
+        writeln!(out, "channel {c}")?;
+    }
+    if s.reset_clock {
+        writeln!(
+            out,
+            "reset-clock set: devices lower the latest time they know of to their own clock"
+        )?;
+    }
     writeln!(
         out,
         "{} new packs ({} blobs, {} bytes); {} packs listed; {} unused packs left in place",

@@ -62,6 +62,9 @@ impl Progress<'_> {
                 Event::ClockBehind { seconds } => {
                     serde_json::json!({"event": "clock-behind", "seconds": seconds})
                 }
+                Event::TimestampAhead { timestamp, now } => serde_json::json!({
+                    "event": "timestamp-ahead", "timestamp": timestamp, "now": now}),
+                Event::ClockReset => serde_json::json!({"event": "clock-reset"}),
                 Event::Planned {
                     name,
                     commit,
@@ -83,6 +86,17 @@ impl Progress<'_> {
             Event::ClockBehind { seconds } => eprintln!(
                 "warning: the device clock is {seconds} s behind the latest time seen in a \
                  summary; expiry was checked against the latter. Fix the clock."
+            ),
+            Event::TimestampAhead { timestamp, now } => eprintln!(
+                "warning: the summary claims time {timestamp}, {} s ahead of this device's \
+                 clock ({now}), more than the remote's maximum clock skew: it is used, but \
+                 taken as evidence of time only up to the bound (the publisher's clock is \
+                 probably wrong)",
+                timestamp.saturating_sub(*now)
+            ),
+            Event::ClockReset => eprintln!(
+                "note: the summary resets the clock: the latest time known from summaries is \
+                 lowered to this device's clock"
             ),
             Event::Planned {
                 name, bytes, files, ..
@@ -171,7 +185,7 @@ fn report_json(r: &PullReport) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({"event": "done", "remote": r.remote, "serial": r.serial,
-        "refs": refs, "bytes": r.bytes, "requests": r.requests})
+        "refs": refs, "removed": r.removed, "bytes": r.bytes, "requests": r.requests})
 }
 
 fn print_report(out: &mut dyn Write, r: &PullReport) -> anyhow::Result<()> {
@@ -199,6 +213,13 @@ fn print_report(out: &mut dyn Write, r: &PullReport) -> anyhow::Result<()> {
                 r.remote, o.name, o.commit
             )?;
         }
+    }
+    for name in &r.removed {
+        writeln!(
+            out,
+            "{}:{name} removed: the remote no longer publishes it",
+            r.remote
+        )?;
     }
     writeln!(
         out,

@@ -167,14 +167,108 @@ impl Repo {
 
     /// Delete a branch. Deleting a missing branch is an error.
     pub fn delete_ref(&self, name: &RefName) -> Result<()> {
-        let rel = format!("{HEADS}/{name}");
+        if !self.delete_ref_in(HEADS, name.as_str())? {
+            return Err(Error::RefNotFound(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Delete `remote`'s ref `name` (`REMOTE:NAME`). Deleting a missing ref is an error.
+    pub fn delete_remote_ref(&self, remote: &str, name: &RefName) -> Result<()> {
+        validate_remote_name(remote)?;
+        if !self.delete_ref_in(&space_dir(Some(remote)), name.as_str())? {
+            return Err(Error::RefNotFound(format!("{remote}:{name}")));
+        }
+        Ok(())
+    }
+
+    /// Delete every ref of `remote` (`update remote remove`); returns how many there were.
+    pub fn delete_remote_refs(&self, remote: &str) -> Result<usize> {
+        validate_remote_name(remote)?;
+        let space = space_dir(Some(remote));
+        let names = self.ref_files(&space)?;
+        for (name, _) in &names {
+            self.delete_ref_in(&space, name)?;
+        }
+        let remotes = self.path().join(REMOTES);
+        match rustix::fs::unlinkat(self.dir(), space.as_str(), AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e).at_path(self.path().join(&space)),
+        }
+        let dir = durable::open_dir_at(self.dir(), REMOTES).at_path(&remotes)?;
+        rustix::fs::fsync(&dir).at_path(&remotes)?;
+        Ok(names.len())
+    }
+
+    /// Make `remote`'s refs mirror a summary's ref set: delete every ref of `remote` not in
+    /// `listed`, then point each of `write` at its commit (each present). Deletions come
+    /// first, so a ref `a` replaced upstream by `a/b` (or the reverse) makes room for the
+    /// new one. Each file changes atomically and durably; a crash part way leaves a subset
+    /// that the next pull completes. Returns the names deleted.
+    pub fn mirror_remote_refs(
+        &self,
+        remote: &str,
+        listed: &[RefName],
+        write: &[(RefName, CommitId)],
+    ) -> Result<Vec<String>> {
+        validate_remote_name(remote)?;
+        let space = space_dir(Some(remote));
+        let listed: std::collections::BTreeSet<&str> = listed.iter().map(|n| n.as_str()).collect();
+        let mut removed = Vec::new();
+        for (name, _) in self.ref_files(&space)? {
+            if !listed.contains(name.as_str()) && self.delete_ref_in(&space, &name)? {
+                removed.push(name);
+            }
+        }
+        for (name, commit) in write {
+            self.write_ref_in(&space, name, commit)?;
+        }
+        Ok(removed)
+    }
+
+    /// Remove the ref file `space/name` (false if there is none), then the directories it
+    /// leaves empty below `space` (so that a ref of their name can be written later), and
+    /// fsync the directory that changed last.
+    fn delete_ref_in(&self, space: &str, name: &str) -> Result<bool> {
+        let rel = format!("{space}/{name}");
         match rustix::fs::unlinkat(self.dir(), rel.as_str(), AtFlags::empty()) {
             Ok(()) => {}
-            Err(Errno::NOENT) => return Err(Error::RefNotFound(name.to_string())),
-            Err(e) => return Err(e).at_path(self.ref_path(HEADS, name)),
+            // A directory of refs is not a ref.
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::ISDIR) => return Ok(false),
+            Err(e) => return Err(e).at_path(self.path().join(&rel)),
         }
-        let heads = durable::open_dir_at(self.dir(), HEADS).at_path(self.path().join(HEADS))?;
-        rustix::fs::fsync(&heads).at_path(self.path().join(HEADS))
+        let mut parent = Path::new(&rel).parent();
+        while let Some(dir) = parent.filter(|d| *d != Path::new(space)) {
+            match rustix::fs::unlinkat(self.dir(), dir, AtFlags::REMOVEDIR) {
+                Ok(()) => parent = dir.parent(),
+                Err(Errno::NOTEMPTY | Errno::EXIST) => break,
+                Err(e) => return Err(e).at_path(self.path().join(dir)),
+            }
+        }
+        let changed = parent.unwrap_or(Path::new(space));
+        let shown = self.path().join(changed);
+        let fd = durable::open_dir_at(self.dir(), changed).at_path(&shown)?;
+        rustix::fs::fsync(&fd).at_path(&shown)?;
+        Ok(true)
+    }
+
+    /// Every remote's refs as last pulled, as `(remote, ref, commit)`, sorted.
+    pub fn list_all_remote_refs(&self) -> Result<Vec<(String, RefName, CommitId)>> {
+        let mut out = Vec::new();
+        for (path, head) in self.ref_files(REMOTES)? {
+            let Some((remote, name)) = path.split_once('/') else {
+                continue;
+            };
+            let Ok(ref_name) = RefName::new(name) else {
+                continue;
+            };
+            let id = head.map_err(|reason| Error::Repo {
+                path: self.path().to_path_buf(),
+                reason: format!("ref file {REMOTES}/{path}: {reason}"),
+            })?;
+            out.push((remote.to_owned(), ref_name, id));
+        }
+        Ok(out)
     }
 
     /// Every branch and the commit it points at, sorted by name.
@@ -324,7 +418,12 @@ fn read_ref_at(dir: BorrowedFd<'_>, name: &str) -> std::result::Result<CommitId,
     };
     let bad = |s: String| RefFileError::Bad(s);
     let st = rustix::fs::fstat(&fd).map_err(|e| bad(format!("cannot stat: {e}")))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+    let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    // A directory of refs (`a/` of `a/b`) is not the ref `a`.
+    if kind == rustix::fs::FileType::Directory {
+        return Err(RefFileError::Missing);
+    }
+    if kind != rustix::fs::FileType::RegularFile {
         return Err(bad("not a regular file".into()));
     }
     let mut buf = [0u8; 66];

@@ -403,8 +403,9 @@ pub(super) fn pull_commit(
     }
     txn.write_commit(&commit)?;
     txn.write_signatures(&commit_id, sigs)?;
-    txn.commit_and_set_remote_ref(&ctx.remote.name, &entry.name, &commit_id)?;
-    tracing::info!(r#ref = %entry.name, commit = %commit_id, files = written, "pull: commit point: ref moved");
+    // The ref is written by the pull's commit point, once every ref is verified.
+    txn.commit()?;
+    tracing::info!(r#ref = %entry.name, commit = %commit_id, files = written, "pull: objects committed; the ref moves at the pull's commit point");
     Ok(Outcome { files: written })
 }
 

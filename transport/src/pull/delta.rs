@@ -84,8 +84,9 @@ pub(super) fn pull_delta(
     let timestamp = txn.read_commit(&entry.commit)?.timestamp;
     ctx.check_downgrade(entry, Some(current), timestamp)?;
     txn.write_signatures(&entry.commit, sigs)?;
-    txn.commit_and_set_remote_ref(&ctx.remote.name, &entry.name, &entry.commit)?;
-    tracing::info!(r#ref = %entry.name, commit = %entry.commit, files = stats.files, "pull: commit point: ref moved (static delta)");
+    // The ref is written by the pull's commit point, once every ref is verified.
+    txn.commit()?;
+    tracing::info!(r#ref = %entry.name, commit = %entry.commit, files = stats.files, "pull: objects committed from the static delta; the ref moves at the pull's commit point");
     let _ = std::fs::remove_file(&part);
     Ok(stats.files)
 }

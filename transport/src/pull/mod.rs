@@ -1,14 +1,17 @@
 //! `update pull`: bring a remote's refs into the local repository. Nothing enters the store
 //! before it is verified (docs/transport.md 2.4 and 4.3):
 //!
-//! 1. the summary: size cap, a signature by a key the remote trusts, serial not older than
-//!    the last one accepted, not expired against a clock that never goes back; the new
-//!    trust state is saved only then;
+//! 1. the summary: size cap, a signature by a key the remote trusts, the remote's channel,
+//!    serial not older than the last one accepted, not expired against a clock that never
+//!    goes back; its new trust state is saved only at the very end (5.);
 //! 2. per ref: its signature set, pinned by the summary, must carry a valid signature by a
 //!    trusted key over the commit id;
 //! 3. a commit older than the one the ref has is refused unless downgrades are allowed;
 //! 4. the chunk index and pack indexes, pinned by the summary, are decoded strictly; every
-//!    fetched blob is checked against its id, every rebuilt file against its file id.
+//!    fetched blob is checked against its id, every rebuilt file against its file id;
+//! 5. only once every ref is complete and verified do the remote's refs move, all at the
+//!    end: refs the summary no longer lists are deleted, the pulled ones written; then the
+//!    trust state is saved. A pull that fails on the way leaves both as they were.
 //!
 //! Only what the store lacks is fetched: objects present are skipped, and chunks of files
 //! the device holds are read locally instead of downloaded.
@@ -25,7 +28,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::pack::PackIndex;
 use crate::publish::SUMMARY_FILE;
 use crate::summary::MAX_SUMMARY_SIZE;
-use crate::summary::{load_trust_state, save_trust_state, verify_summary, RefEntry, Summary};
+use crate::summary::{
+    load_trust_state, save_trust_state, verify_summary_with, RefEntry, Summary, VerifyOptions,
+    DEFAULT_MAX_CLOCK_SKEW,
+};
 use store::object::{ObjectKind, Signatures};
 use store::remote::Remote;
 use store::sign::{verify_signatures, TrustedKeys};
@@ -86,6 +92,18 @@ pub enum Event {
         /// By how many seconds.
         seconds: u64,
     },
+    /// The summary's timestamp is further ahead of the device clock than the remote's
+    /// maximum skew: it was used, but taught the device only the bound (the publisher's
+    /// clock is probably wrong).
+    TimestampAhead {
+        /// The summary's timestamp.
+        timestamp: u64,
+        /// The device clock.
+        now: u64,
+    },
+    /// The summary carries the publisher's reset-clock flag: the latest known time was
+    /// lowered to the device clock.
+    ClockReset,
     /// A ref's download is planned: `bytes` will be fetched (exact, unless the remote's
     /// index lies, which fails the pull).
     Planned {
@@ -148,6 +166,8 @@ pub struct PullReport {
     pub serial: u64,
     /// One outcome per ref pulled.
     pub refs: Vec<RefOutcome>,
+    /// Refs of the remote deleted because the summary no longer lists them.
+    pub removed: Vec<String>,
     /// Bytes fetched in all, the summary and indexes included.
     pub bytes: u64,
     /// Requests sent.
@@ -425,9 +445,6 @@ impl PullCtx<'_> {
 
     fn pull_ref(&mut self, entry: &RefEntry) -> Result<RefOutcome, PullError> {
         let repo = self.repo;
-        // Shared for the whole ref: a prune must not remove what a completeness check or an
-        // earlier batch relied on before the ref names it.
-        let _lock = repo.lock_shared()?;
         let previous = repo.read_remote_ref(&self.remote.name, &entry.name)?;
         let current = match previous {
             Some(c) if repo.has_object(ObjectKind::Commit, &c.0)? => Some(c),
@@ -481,8 +498,8 @@ impl PullCtx<'_> {
             )?;
             let txn = repo.begin()?;
             txn.write_signatures(&entry.commit, sigs)?;
-            txn.commit_and_set_remote_ref(&self.remote.name, &entry.name, &entry.commit)?;
-            tracing::info!(r#ref = %entry.name, commit = %entry.commit, "pull: commit point: ref moved to a commit already stored");
+            txn.commit()?;
+            tracing::info!(r#ref = %entry.name, commit = %entry.commit, "pull: commit already stored");
             return Ok(outcome(true, 0, self.fetched - before));
         }
         let delta = match (&current, self.opts.use_deltas) {
@@ -525,6 +542,9 @@ pub fn pull(
 ) -> Result<PullReport, PullError> {
     let now = opts.now.unwrap_or_else(now_secs);
     let _lock = remote.lock()?;
+    // Shared for the whole pull: a prune must not remove what a completeness check or an
+    // earlier ref relied on, nor a pulled commit before its ref is written at the end.
+    let _repo_lock = repo.lock_shared()?;
     let trusted = if opts.verify {
         remote.trusted_keys()?
     } else {
@@ -540,11 +560,20 @@ pub fn pull(
     tracing::info!(remote = %remote.name, url = %remote.url, verify = opts.verify, "pull: fetching the summary");
 
     let bytes = fetch_summary(&fetcher)?;
+    let state_path = remote.trust_state_path();
+    let mut new_state = None;
     let summary = if opts.verify {
-        let state_path = remote.trust_state_path();
         let state = load_trust_state(&state_path)?.unwrap_or_default();
-        let verified = verify_summary(&bytes, &trusted, &state, now)?;
-        save_trust_state(&state_path, &verified.new_state)?;
+        let verify = VerifyOptions {
+            now,
+            max_clock_skew: remote
+                .policy
+                .max_clock_skew
+                .unwrap_or(DEFAULT_MAX_CLOCK_SKEW),
+            channel: remote.policy.channel.as_deref(),
+        };
+        let verified = verify_summary_with(&bytes, &trusted, &state, &verify)?;
+        new_state = Some(verified.new_state.clone());
         tracing::info!(
             serial = verified.summary.serial,
             signed_by = ?verified.signed_by,
@@ -560,6 +589,12 @@ pub fn pull(
         });
         if let Some(seconds) = verified.clock_behind {
             events(&Event::ClockBehind { seconds });
+        }
+        if let Some(timestamp) = verified.timestamp_ahead {
+            events(&Event::TimestampAhead { timestamp, now });
+        }
+        if verified.clock_reset {
+            events(&Event::ClockReset);
         }
         verified.summary
     } else {
@@ -615,6 +650,28 @@ pub fn pull(
     for entry in entries {
         refs.push(ctx.pull_ref(entry)?);
     }
+
+    // Everything is fetched and verified: the commit point. The remote's refs become the
+    // summary's set (deleting the ones it no longer lists first, so `a` replaced by `a/b`
+    // makes room), then the trust state is saved, so that it never runs ahead of the refs.
+    let listed: Vec<RefName> = summary.refs.iter().map(|r| r.name.clone()).collect();
+    let write: Vec<(RefName, CommitId)> = refs
+        .iter()
+        .filter(|o| o.updated)
+        .map(|o| (o.name.clone(), o.commit))
+        .collect();
+    let removed = repo.mirror_remote_refs(&remote.name, &listed, &write)?;
+    if let Some(state) = &new_state {
+        save_trust_state(&state_path, state)?;
+    }
+    tracing::info!(
+        remote = %remote.name,
+        written = write.len(),
+        removed = removed.len(),
+        trust_state_saved = new_state.is_some(),
+        "pull: commit point: refs moved, trust state saved"
+    );
+
     let keep: std::collections::BTreeSet<CommitId> = repo
         .list_remote_refs(&remote.name)?
         .into_iter()
@@ -632,6 +689,7 @@ pub fn pull(
         remote: remote.name.clone(),
         serial: summary.serial,
         refs,
+        removed,
         bytes: ctx.fetched,
         requests: fetcher.requests(),
     })

@@ -4,10 +4,10 @@
 use ed25519_dalek::Signer;
 
 use super::{
-    DeltaEntry, PackEntry, RefEntry, Summary, MAX_METADATA_KEY, MAX_METADATA_VALUE,
+    DeltaEntry, PackEntry, RefEntry, Summary, MAX_CHANNEL, MAX_METADATA_KEY, MAX_METADATA_VALUE,
     MAX_SUMMARY_DELTAS, MAX_SUMMARY_METADATA, MAX_SUMMARY_PACKS, MAX_SUMMARY_REFS,
-    MAX_SUMMARY_SIGNATURES, MAX_SUMMARY_SIZE, MAX_VERSION, SIGNED_SUMMARY_TAG, SUMMARY_TAG,
-    SUMMARY_VERSION,
+    MAX_SUMMARY_SIGNATURES, MAX_SUMMARY_SIZE, MAX_VERSION, MIN_SUMMARY_VERSION, SIGNED_SUMMARY_TAG,
+    SUMMARY_TAG, SUMMARY_VERSION,
 };
 use crate::error::{Error, Result};
 use store::id::{CommitId, ID_LEN};
@@ -45,8 +45,8 @@ fn tagged(tag: &[u8; 4]) -> Encoder {
     e
 }
 
-/// Check a tag and the summary format version.
-fn check_tag(d: &mut Decoder<'_>, tag: &[u8; 4], what: &'static str) -> Result<()> {
+/// Check a tag and the summary format version; returns the version.
+fn check_tag(d: &mut Decoder<'_>, tag: &[u8; 4], what: &'static str) -> Result<u8> {
     let got = d.take(4)?;
     if got != tag {
         return Err(Error::decode(
@@ -59,7 +59,7 @@ fn check_tag(d: &mut Decoder<'_>, tag: &[u8; 4], what: &'static str) -> Result<(
         ));
     }
     match d.u8()? {
-        SUMMARY_VERSION => Ok(()),
+        v @ MIN_SUMMARY_VERSION..=SUMMARY_VERSION => Ok(v),
         v if v > SUMMARY_VERSION => Err(Error::Store(store::Error::NewerFormat {
             what,
             found: v.into(),
@@ -76,6 +76,14 @@ impl Summary {
         e.u64(self.serial);
         e.u64(self.timestamp);
         e.u64(self.expires);
+        match &self.channel {
+            None => e.u8(0),
+            Some(c) => {
+                e.u8(1);
+                e.bytes(c.as_bytes());
+            }
+        }
+        e.u8(self.reset_clock.into());
         e.count(self.refs.len());
         for r in &self.refs {
             e.bytes(r.name.as_str().as_bytes());
@@ -120,10 +128,36 @@ impl Summary {
     pub fn decode(buf: &[u8]) -> Result<Self> {
         const WHAT: &str = "summary";
         let mut d = Decoder::new(buf, WHAT);
-        check_tag(&mut d, SUMMARY_TAG, WHAT)?;
+        let version = check_tag(&mut d, SUMMARY_TAG, WHAT)?;
         let serial = d.u64()?;
         let timestamp = d.u64()?;
         let expires = d.u64()?;
+        // Version 1 has neither field: no channel, no reset.
+        let (channel, reset_clock) = if version >= 2 {
+            let channel = match d.u8()? {
+                0 => None,
+                1 => Some(d.string(MAX_CHANNEL)?),
+                f => {
+                    return Err(Error::decode(
+                        WHAT,
+                        format!("channel flag {f} is neither 0 nor 1"),
+                    ))
+                }
+            };
+            let reset_clock = match d.u8()? {
+                0 => false,
+                1 => true,
+                f => {
+                    return Err(Error::decode(
+                        WHAT,
+                        format!("reset-clock flag {f} is neither 0 nor 1"),
+                    ))
+                }
+            };
+            (channel, reset_clock)
+        } else {
+            (None, false)
+        };
         let n = d.count(MAX_SUMMARY_REFS, MIN_REF_ENTRY)?;
         let mut refs = Vec::with_capacity(n);
         for _ in 0..n {
@@ -184,6 +218,8 @@ impl Summary {
             serial,
             timestamp,
             expires,
+            channel,
+            reset_clock,
             refs,
             packs,
             deltas,

@@ -33,7 +33,10 @@ mod verify;
 pub use encode::{parse_signed, sign_summary, summary_message, SignedSummary};
 pub use packs::PackEntry;
 pub use state::{load_trust_state, save_trust_state};
-pub use verify::{verify_summary, TrustState, Verified};
+pub use verify::{
+    verify_summary, verify_summary_with, TrustState, Verified, VerifyOptions,
+    DEFAULT_MAX_CLOCK_SKEW,
+};
 
 use crate::error::{Error, Result};
 use store::id::{CommitId, ObjectId};
@@ -43,8 +46,14 @@ use store::repo::RefName;
 pub const SUMMARY_TAG: &[u8; 4] = b"USUM";
 /// Tag of a signed summary file.
 pub const SIGNED_SUMMARY_TAG: &[u8; 4] = b"USSF";
-/// Format version of the summary body and of the signed summary file.
-pub const SUMMARY_VERSION: u8 = 1;
+/// Format version of the summary body and of the signed summary file that are written.
+/// Version 2 added the channel and the reset-clock flag; version 1 is still read, as a
+/// summary naming no channel.
+pub const SUMMARY_VERSION: u8 = 2;
+/// Oldest format version still read.
+pub const MIN_SUMMARY_VERSION: u8 = 1;
+/// Longest channel name, in bytes.
+pub const MAX_CHANNEL: usize = 64;
 /// Largest signed summary file a client reads (checked before anything is parsed).
 pub const MAX_SUMMARY_SIZE: u64 = 16 * 1024 * 1024;
 /// Most signatures a signed summary file may carry.
@@ -112,6 +121,14 @@ pub struct Summary {
     pub timestamp: u64,
     /// When it stops being valid (unix seconds); a client refuses it from then on.
     pub expires: u64,
+    /// The repository or channel this summary is for (`stable`, `beta`): a device refuses
+    /// a summary for another channel than the one its remote follows, so a second
+    /// repository signed by the same key cannot take over its serial. `None` in every
+    /// version 1 summary. See [`validate_channel`].
+    pub channel: Option<String>,
+    /// Set by the publisher (with the summary key) to let devices lower the latest time
+    /// they know of to their own clock: the recovery after a summary from the future.
+    pub reset_clock: bool,
     /// Published refs, sorted by name, unique.
     pub refs: Vec<RefEntry>,
     /// The packs holding the refs' blobs, sorted by pack id, unique.
@@ -163,12 +180,33 @@ impl Summary {
                 }
             }
         }
+        if let Some(c) = &self.channel {
+            validate_channel(c)?;
+        }
         for w in self.refs.windows(2) {
             if w[0].name.as_str().as_bytes() >= w[1].name.as_str().as_bytes() {
                 return bad(format!(
                     "refs not sorted or not unique: '{}' then '{}'",
                     w[0].name, w[1].name
                 ));
+            }
+        }
+        // Refs are files on a device: `a` and `a/b` cannot both exist. In byte order every
+        // ref below `a/` sorts after `a`, though not always right after it (`a-x` comes
+        // between), so look for the first name at or after `a/`.
+        for r in &self.refs {
+            let dir = format!("{}/", r.name);
+            let i = self
+                .refs
+                .partition_point(|o| o.name.as_str().as_bytes() < dir.as_bytes());
+            if let Some(below) = self.refs.get(i) {
+                if below.name.as_str().starts_with(&dir) {
+                    return bad(format!(
+                        "ref '{}' and ref '{}' conflict: a ref cannot also be a directory \
+                         of refs",
+                        r.name, below.name
+                    ));
+                }
             }
         }
         for d in &self.deltas {
@@ -227,5 +265,27 @@ impl Summary {
             .binary_search_by(|d| (d.from, d.to).cmp(&(*from, *to)))
             .ok()
             .map(|i| &self.deltas[i])
+    }
+}
+
+/// Check a channel name: 1..=64 ASCII letters, digits or `._-+@`, not starting with `.`
+/// (the rule of a remote's name).
+pub fn validate_channel(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_CHANNEL
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("channel '{}'", name.escape_debug()),
+            format!(
+                "must be 1..={MAX_CHANNEL} ASCII letters, digits or . _ - + @, not starting \
+                 with '.'"
+            ),
+        ))
     }
 }

@@ -10,15 +10,20 @@ use std::path::Path;
 use rustix::fs::{Mode, OFlags};
 
 use super::verify::TrustState;
-use super::SUMMARY_VERSION;
+use super::{validate_channel, MAX_CHANNEL};
 use crate::error::{Error, Result};
 use store::durable;
 use store::IoResultExt;
 
 /// Tag of a trust state file.
 const STATE_TAG: &[u8; 4] = b"UTST";
-/// tag, version, flags, serial, body hash, latest known time, checksum.
-const STATE_LEN: usize = 4 + 1 + 1 + 8 + 32 + 8 + 32;
+/// Version written: 2 added the pinned channel. Version 1 is still read (no channel).
+const STATE_VERSION: u8 = 2;
+/// Version 1: tag, version, flags, serial, body hash, latest known time, checksum.
+const STATE_LEN_V1: usize = 4 + 1 + 1 + 8 + 32 + 8 + 32;
+/// Version 2: version 1's fields, then the channel's length (0: none) and its bytes padded
+/// with zeros to [`MAX_CHANNEL`], then the checksum.
+const STATE_LEN: usize = STATE_LEN_V1 + 1 + MAX_CHANNEL;
 
 fn encode(state: &TrustState) -> Result<Vec<u8>> {
     let (flag, serial, hash) = match (state.last_serial, state.last_body_hash) {
@@ -33,33 +38,40 @@ fn encode(state: &TrustState) -> Result<Vec<u8>> {
     };
     let mut v = Vec::with_capacity(STATE_LEN);
     v.extend_from_slice(STATE_TAG);
-    v.push(SUMMARY_VERSION);
+    v.push(STATE_VERSION);
     v.push(flag);
     v.extend_from_slice(&serial.to_le_bytes());
     v.extend_from_slice(&hash);
     v.extend_from_slice(&state.latest_known_time.to_le_bytes());
+    let channel = state.channel.as_deref().unwrap_or_default();
+    if !channel.is_empty() {
+        validate_channel(channel)?;
+    }
+    v.push(channel.len() as u8);
+    v.extend_from_slice(channel.as_bytes());
+    v.resize(STATE_LEN - 32, 0);
     let sum = blake3::hash(&v);
     v.extend_from_slice(sum.as_bytes());
     Ok(v)
 }
 
 fn decode(b: &[u8]) -> std::result::Result<TrustState, String> {
-    if b.len() != STATE_LEN {
-        return Err(format!(
-            "{} bytes, a trust state file is {STATE_LEN} (truncated or not a state file)",
-            b.len()
-        ));
-    }
-    if &b[..4] != STATE_TAG {
+    if b.len() < 5 || &b[..4] != STATE_TAG {
         return Err("not a trust state file (wrong tag)".into());
     }
-    if b[4] != SUMMARY_VERSION {
+    let len = match b[4] {
+        1 => STATE_LEN_V1,
+        STATE_VERSION => STATE_LEN,
+        v => return Err(format!("format version {v} (this build reads 1 and 2)")),
+    };
+    if b.len() != len {
         return Err(format!(
-            "format version {} (this build reads {SUMMARY_VERSION})",
+            "{} bytes, a version {} trust state file is {len} (truncated or not a state file)",
+            b.len(),
             b[4]
         ));
     }
-    let (data, sum) = b.split_at(STATE_LEN - 32);
+    let (data, sum) = b.split_at(len - 32);
     if blake3::hash(data).as_bytes() != sum {
         return Err("checksum mismatch: the file is damaged".into());
     }
@@ -72,10 +84,29 @@ fn decode(b: &[u8]) -> std::result::Result<TrustState, String> {
         1 => (Some(serial), Some(hash)),
         f => return Err(format!("invalid flags byte {f}")),
     };
+    let channel = if len == STATE_LEN {
+        let n = usize::from(b[54]);
+        let field = &b[55..55 + MAX_CHANNEL];
+        if n > MAX_CHANNEL || field[n.min(MAX_CHANNEL)..].iter().any(|&x| x != 0) {
+            return Err("invalid channel field".into());
+        }
+        match n {
+            0 => None,
+            _ => {
+                let c = std::str::from_utf8(&field[..n])
+                    .map_err(|_| "channel is not UTF-8".to_owned())?;
+                validate_channel(c).map_err(|e| e.to_string())?;
+                Some(c.to_owned())
+            }
+        }
+    } else {
+        None
+    };
     Ok(TrustState {
         last_serial,
         last_body_hash,
         latest_known_time,
+        channel,
     })
 }
 
@@ -141,6 +172,13 @@ mod tests {
                 last_serial: Some(u64::MAX),
                 last_body_hash: Some([9; 32]),
                 latest_known_time: 1_700_000_000,
+                channel: None,
+            },
+            TrustState {
+                last_serial: Some(3),
+                last_body_hash: Some([7; 32]),
+                latest_known_time: 1_700_000_000,
+                channel: Some("c".repeat(64)),
             },
         ] {
             let b = encode(&s).unwrap();
@@ -163,7 +201,25 @@ mod tests {
             last_serial: Some(1),
             last_body_hash: None,
             latest_known_time: 0,
+            channel: None,
         };
         assert!(encode(&s).is_err());
+    }
+
+    #[test]
+    fn version_1_file_reads_as_no_channel() {
+        let s = TrustState {
+            last_serial: Some(5),
+            last_body_hash: Some([1; 32]),
+            latest_known_time: 1_700_000_000,
+            channel: Some("stable".into()),
+        };
+        // A version 1 file is the first 54 bytes of version 2's fields, then its checksum.
+        let mut v1 = encode(&s).unwrap()[..54].to_vec();
+        v1[4] = 1;
+        let sum = blake3::hash(&v1);
+        v1.extend_from_slice(sum.as_bytes());
+        let got = decode(&v1).unwrap();
+        assert_eq!(got, TrustState { channel: None, ..s });
     }
 }
