@@ -1,4 +1,5 @@
 //! Keys and signatures (THREATS A1-A6, A9), fsck (C9) and prune.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 

@@ -21,6 +21,7 @@
 //!
 //! Tests run as root (CI does): owners, device nodes and `trusted.*`/`security.*` xattrs
 //! need it. [`require_root`] fails a test with a clear message otherwise.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 pub mod certs;
 pub mod cli;

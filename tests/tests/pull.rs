@@ -2,6 +2,7 @@
 //! publishes, a device adds the remote with the builder's key and pulls. Every hostile case
 //! checks the invariants: a clear error naming the problem, the ref unchanged, `update
 //! fsck` clean, and the next good pull succeeding.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::PathBuf;
 
