@@ -132,6 +132,7 @@ impl Origin {
     }
 }
 
+#[allow(clippy::disallowed_methods)] // tests: paths into their own temp dirs are fine
 #[cfg(test)]
 mod tests {
     use super::*;
