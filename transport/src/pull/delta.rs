@@ -3,8 +3,11 @@
 //! summary pins, then applied into one transaction that stores the commit and moves the
 //! ref. The delta's own checks (every object against its id) run while it is applied.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
+use std::os::fd::AsFd;
+
+use rustix::fs::AtFlags;
+use store::durable;
 
 use crate::static_delta::{apply_static_delta, DELTAS_DIR, DELTA_EXTENSION};
 use crate::summary::{DeltaEntry, RefEntry};
@@ -24,8 +27,11 @@ pub(super) fn pull_delta(
 ) -> Result<u64, PullError> {
     let name = format!("{}.{DELTA_EXTENSION}", delta.id);
     let path = format!("{DELTAS_DIR}/{name}");
-    let part = ctx.cache.partial(&format!("{name}.part"))?;
-    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let part_name = format!("{name}.part");
+    let (part, part_dir) = ctx.cache.partial(&part_name)?;
+    let have = rustix::fs::statat(&part_dir, part_name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| st.st_size as u64)
+        .unwrap_or(0);
     let have = if have > delta.size { 0 } else { have };
     // The delta itself, and at least as much again for what it decodes to.
     super::check_space(ctx.repo, (delta.size - have).saturating_mul(2))?;
@@ -45,17 +51,21 @@ pub(super) fn pull_delta(
         done: delta.size - have,
         total: delta.size - have,
     });
-    let local = |source| PullError::Local {
+    let local = |source: rustix::io::Errno| PullError::Local {
         path: part.clone(),
-        source,
+        source: source.into(),
     };
+    let open = || durable::open_read_at(part_dir.as_fd(), part_name.as_str()).map_err(local);
 
     // The whole file must be the one the summary pins before a byte of it is parsed.
     let mut hasher = blake3::Hasher::new();
-    let mut f = File::open(&part).map_err(local)?;
-    let n = std::io::copy(&mut f, &mut hasher).map_err(local)?;
+    let mut f = open()?;
+    let n = std::io::copy(&mut f, &mut hasher).map_err(|source| PullError::Local {
+        path: part.clone(),
+        source,
+    })?;
     if n != delta.size || ObjectId::from(hasher.finalize()) != delta.id {
-        let _ = std::fs::remove_file(&part);
+        let _ = rustix::fs::unlinkat(&part_dir, part_name.as_str(), AtFlags::empty());
         return Err(PullError::Pinned {
             file: path,
             reason: if n != delta.size {
@@ -67,13 +77,12 @@ pub(super) fn pull_delta(
     }
 
     let txn = ctx.repo.begin()?;
-    let mut reader =
-        BufReader::with_capacity(1 << 20, File::open(&part).map_err(local)?.take(delta.size));
+    let mut reader = BufReader::with_capacity(1 << 20, open()?.take(delta.size));
     let stats = apply_static_delta(&txn, &mut reader, current, &entry.commit)?;
     let timestamp = txn.read_commit(&entry.commit)?.timestamp;
     ctx.check_downgrade(entry, Some(current), timestamp)?;
     txn.write_signatures(&entry.commit, sigs)?;
     txn.commit_and_set_remote_ref(&ctx.remote.name, &entry.name, &entry.commit)?;
-    let _ = std::fs::remove_file(&part);
+    let _ = rustix::fs::unlinkat(&part_dir, part_name.as_str(), AtFlags::empty());
     Ok(stats.files)
 }
