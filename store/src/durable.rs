@@ -160,3 +160,10 @@ pub fn open_read_at<P: rustix::path::Arg>(
     )?;
     Ok(std::fs::File::from(fd))
 }
+
+/// Read the whole file `name` below `dir`, never following a symlink at it.
+pub fn read_at<P: rustix::path::Arg>(dir: BorrowedFd<'_>, name: P) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut open_read_at(dir, name)?, &mut buf)?;
+    Ok(buf)
+}
