@@ -50,6 +50,7 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
     let deploy_path = os_dir.join("deploy").join(d.id.to_string());
     let var_path = os_dir.join("var");
     for (what, p) in [("deployment", &deploy_path), ("shared /var", &var_path)] {
+        #[allow(clippy::disallowed_methods)] // path meant: the initramfs mounts these paths
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -70,6 +71,7 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
     }
     for sub in ["usr", "var", "sysroot"] {
         let p = deploy_path.join(sub);
+        #[allow(clippy::disallowed_methods)] // path meant: the initramfs mounts these paths
         if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
             return Err(Error::State(format!(
                 "deployment {d} has no /{sub} directory ({})",
@@ -89,6 +91,7 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
 /// which the boot counter records).
 pub fn run(sysroot: &Path, plan: &Plan) -> Result<()> {
     let park = Path::new(PARK);
+    #[allow(clippy::disallowed_methods)] // path meant: the initramfs's fixed park directory
     std::fs::create_dir_all(park).at_path(park)?;
     mount_bind(&plan.deploy_path, &plan.deploy_path).at_path(&plan.deploy_path)?;
     mount_move(&plan.deploy_path, park).at_path(park)?;
