@@ -88,8 +88,7 @@ impl KeySource<'_> {
     pub fn load(&self) -> Result<TrustedKeys> {
         match *self {
             KeySource::File(p) => {
-                #[allow(clippy::disallowed_methods)]
-                // path meant: beside the key file the user named
+                #[allow(clippy::disallowed_methods)] // path meant: by the user's key file
                 if public_key_path(p).exists() {
                     return Err(Error::invalid(
                         "trusted key",

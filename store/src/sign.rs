@@ -299,8 +299,7 @@ impl TrustedKeys {
 /// allowed; keys named "line N") or from a directory of `*.pub` files (named by file
 /// stem). Any bad key fails the whole load. A key listed twice counts once.
 pub fn load_trusted_keys(path: &Path) -> Result<TrustedKeys> {
-    #[allow(clippy::disallowed_methods)]
-    // path meant: keys the user named (--trusted-keys, remote add --key)
+    #[allow(clippy::disallowed_methods)] // path meant: keys the user named (--trusted-keys)
     let meta = std::fs::metadata(path).at_path(path)?;
     let mut set = TrustedKeys::new();
     if meta.is_dir() {
