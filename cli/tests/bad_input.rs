@@ -7,6 +7,7 @@
 //!
 //! Hostile repositories are made by writing objects straight into `objects/` (see
 //! `testkit::raw`): names the store's constructors refuse are hand-encoded.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -1,4 +1,5 @@
 //! The `update` binary, driven as a user would against temp repositories.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::fs;
 use std::io::Read;

@@ -14,6 +14,7 @@
 //!   crashed writer's staging directory.
 //!
 //! Both repository modes. Bounded: at most [`MAX_RUNS_PER_MODE`] kills per mode.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;

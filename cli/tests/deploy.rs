@@ -1,6 +1,7 @@
 //! `update sysroot init`, `deploy`, `status`, `mark-good`, `rollback`, `pin` end to end: a
 //! builder publishes, a device sysroot pulls and deploys, and a stand-in firmware boots
 //! entries the way systemd-boot does (the VM test runs the real one).
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::os::unix::fs::MetadataExt;
 

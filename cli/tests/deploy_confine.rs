@@ -6,6 +6,7 @@
 //! Every refusal is checked the same way: a clear error, nothing changed outside the
 //! sysroot, no new deployment, entry or boot file, `fsck` clean, and the next good commit
 //! deploys.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -24,6 +24,7 @@
 //!   kernel directories and no temp files, and the stand-in firmware boots B.
 //!
 //! Bounded: at most [`MAX_RUNS`] kills.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! Diagnostics: `-v`/`-vv` and `RUST_LOG` explain a pull or a deploy on stderr, one line per
 //! HTTP request (URL, status) and per deploy step, while a command without them prints
 //! none of it and `--json` output on stdout stays clean.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::Path;
 use std::process::Command;

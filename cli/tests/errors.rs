@@ -6,6 +6,7 @@
 //!
 //! After a deliberate change of wording, rewrite the files and review the diff:
 //! `UPDATE_BLESS=1 cargo test -p update-cli --test errors`.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 //! external backend speaking the JSON protocol. Nothing reboots: the reboot command touches
 //! a file. Syslog is a datagram socket the test binds (`UPDATE_SYSLOG_SOCKET`); the booted
 //! kernel command line is a file (`UPDATE_PROC_CMDLINE`).
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

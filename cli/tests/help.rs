@@ -5,6 +5,7 @@
 //! The commands are discovered from the binary itself (the `Commands:` list of each
 //! `--help`, recursively; hidden commands are not listed), so a new command is covered
 //! without touching this file.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

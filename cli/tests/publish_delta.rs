@@ -4,6 +4,7 @@
 //! rebuilding the new commit in a repository that holds only the old one.
 //!
 //! Needs `cargo build -p update-cli` first.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::ffi::OsString;
 use std::fs;

@@ -2,6 +2,7 @@
 //! publishes, a device adds the remote with the builder's key and pulls. Every hostile case
 //! checks the invariants: a clear error naming the problem, the ref unchanged, `update
 //! fsck` clean, and the next good pull succeeding.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::PathBuf;
 
@@ -727,4 +728,49 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970")
         .as_secs()
+}
+
+#[test]
+fn mirror_never_writes_through_a_symlink_in_the_mirror_directory() {
+    let w = World::new();
+    w.commit("1.0", 1_700_000_000);
+    w.publish(&[]);
+    let dest = w.root.join("mirror");
+    let outside = w.root.join("outside");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("packs")).unwrap();
+
+    let run = mirror(&w, &dest);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(run.describe().contains("packs"), "{}", run.describe());
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert!(!dest.join("summary").exists());
+}
+
+#[test]
+fn pull_cache_never_writes_through_a_symlink_in_the_repository() {
+    let w = World::new();
+    let v1 = w.commit("1.0", 1_700_000_000);
+    w.publish(&[]);
+    let device = w.device("device", "bare");
+    let cache = device.join("remotes/origin/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let outside = w.root.join("outside");
+    for sub in ["packs", "chunks"] {
+        std::fs::create_dir_all(outside.join(sub)).unwrap();
+        std::os::unix::fs::symlink(outside.join(sub), cache.join(sub)).unwrap();
+    }
+
+    // The cache is best effort: the pull works, and nothing lands behind the symlinks.
+    pull(&device, "origin", &[]);
+    assert_eq!(pulled(&device).as_deref(), Some(v1.as_str()));
+    for sub in ["packs", "chunks"] {
+        assert_eq!(
+            std::fs::read_dir(outside.join(sub)).unwrap().count(),
+            0,
+            "{sub}"
+        );
+    }
+    cli::fsck(&device).success();
 }

@@ -2,6 +2,7 @@
 //! directory as plain files, `update serve` with TLS and with mutual TLS (certificates made
 //! by the test), and a proxy that cuts the connection midway to show that a second pull
 //! resumes where the first stopped.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

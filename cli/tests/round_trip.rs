@@ -7,6 +7,7 @@
 //! `security.capability` blob), plus the hardlink structure. Modification times are not
 //! part of the model (commits record one timestamp, not one per file, as in OSTree), so
 //! they are not compared.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::Path;
 

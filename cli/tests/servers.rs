@@ -6,6 +6,7 @@
 //! reaped, port closed) once dropped.
 //!
 //! Needs `cargo build -p update-cli` first, and nginx and curl (scripts/install-deps.sh).
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::ffi::OsString;
 use std::fs;

@@ -2,6 +2,7 @@
 //! trickles an endless summary, a mirror serving a damaged pack) and the one depth limit
 //! of a tree. After each refusal the device's store checks clean and the next good pull
 //! succeeds.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -3,6 +3,7 @@
 //! from a clock 20 years ahead, the two ways back from a frozen clock, a beta channel with
 //! a higher serial, a pull that fails late, a ref renamed upstream, `refs --delete` and the
 //! remote refs in `update refs`. After each: `update fsck` clean, the next good pull works.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

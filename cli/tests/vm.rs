@@ -16,6 +16,7 @@
 //! /var/tmp/update-vm/kernel and kept there). Everything else lives in a temp directory under
 //! /var/tmp/update-vm and is removed afterwards; the logs of the last run are copied to
 //! /var/tmp/update-vm/last-run/.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -22,6 +22,7 @@ pub fn karg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 /// The deployment named on the command line in `file`, if any. A file that does not exist
 /// means no deployment is booted (an image being prepared offline).
 pub fn booted(file: &Path) -> Result<Option<DeploymentRef>> {
+    #[allow(clippy::disallowed_methods)] // path meant: the kernel command line file (/proc/cmdline)
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -117,9 +117,13 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// Read an origin file.
-    pub fn read(path: &Path) -> Result<Origin> {
-        let text = std::fs::read_to_string(path).at_path(path)?;
+    /// Read the origin file `name` below `dir`, never following a symlink at it; `path`
+    /// names it in errors.
+    pub fn read(dir: std::os::fd::BorrowedFd<'_>, name: &str, path: &Path) -> Result<Origin> {
+        let bytes = store::durable::read_at(dir, name).at_path(path)?;
+        let text = String::from_utf8(bytes)
+            .map_err(std::io::Error::other)
+            .at_path(path)?;
         toml::from_str(&text).map_err(|e| Error::Malformed {
             path: path.to_path_buf(),
             reason: e.message().to_owned(),
@@ -132,9 +136,11 @@ impl Origin {
     }
 }
 
+#[allow(clippy::disallowed_methods)] // tests: paths into their own temp dirs are fine
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn ids_round_trip_and_reject_junk() {
@@ -170,6 +176,7 @@ mod tests {
         let p = tempfile::tempdir().unwrap();
         let f = p.path().join("x.origin");
         std::fs::write(&f, o.to_text()).unwrap();
-        assert_eq!(Origin::read(&f).unwrap(), o);
+        let d = store::durable::open_dir(p.path()).unwrap();
+        assert_eq!(Origin::read(d.as_fd(), "x.origin", &f).unwrap(), o);
     }
 }

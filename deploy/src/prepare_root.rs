@@ -46,6 +46,7 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
     let deploy_path = os_dir.join("deploy").join(d.id.to_string());
     let var_path = os_dir.join("var");
     for (what, p) in [("deployment", &deploy_path), ("shared /var", &var_path)] {
+        #[allow(clippy::disallowed_methods)] // path meant: the initramfs mounts these paths
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -69,6 +70,7 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
     }
     for sub in ["usr", "var", "sysroot"] {
         let p = deploy_path.join(sub);
+        #[allow(clippy::disallowed_methods)] // path meant: the initramfs mounts these paths
         if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
             return Err(Error::DeploymentDir {
                 deployment: d.to_string(),
@@ -90,6 +92,7 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
 /// which the boot counter records).
 pub fn run(sysroot: &Path, plan: &Plan) -> Result<()> {
     let park = Path::new(PARK);
+    #[allow(clippy::disallowed_methods)] // path meant: the initramfs's fixed park directory
     std::fs::create_dir_all(park).at_path(park)?;
     mount_bind(&plan.deploy_path, &plan.deploy_path).at_path(&plan.deploy_path)?;
     mount_move(&plan.deploy_path, park).at_path(park)?;

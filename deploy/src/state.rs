@@ -72,10 +72,11 @@ impl State {
             .filter(|r| r.os == os)
             .map(|r| r.id);
         let dir = sysroot.deployments_dir(os);
+        let dir_fd = sysroot.deployments_fd(os)?;
         let mut on_disk = Vec::new();
-        for e in std::fs::read_dir(&dir).at_path(&dir)? {
+        for e in rustix::fs::Dir::read_from(&dir_fd).at_path(&dir)? {
             let e = e.at_path(&dir)?;
-            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+            let Ok(name) = e.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
             if let Ok(id) = DeploymentId::parse(&name) {
@@ -104,7 +105,12 @@ impl State {
                 continue;
             }
             let origin_path = dir.join(r.id.origin_name());
-            let origin = Origin::read(&origin_path).ok();
+            let origin = Origin::read(
+                std::os::fd::AsFd::as_fd(&dir_fd),
+                &r.id.origin_name(),
+                &origin_path,
+            )
+            .ok();
             deployments.push(Deployment {
                 present: on_disk.contains(&r.id),
                 id: r.id,

@@ -141,9 +141,16 @@ impl Sysroot {
         for k in kargs {
             validate_karg(k)?;
         }
+        #[allow(clippy::disallowed_methods)] // path meant: the --sysroot the user named
         let path = std::fs::canonicalize(path).at_path(path)?;
         let config_path = path.join(UPDATE_DIR).join(CONFIG_FILE);
-        let sysroot = if config_path.exists() {
+        let has_config = durable::open_dir(&path)
+            .and_then(|d| durable::open_dir_at(d.as_fd(), UPDATE_DIR))
+            .and_then(|u| {
+                rustix::fs::statat(&u, CONFIG_FILE, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            })
+            .is_ok();
+        let sysroot = if has_config {
             let s = Sysroot::open(&path, None)?;
             if boot.is_some() || !kargs.is_empty() || retries.is_some() {
                 return Err(Error::AlreadySysroot {
@@ -158,7 +165,9 @@ impl Sysroot {
                 Some(BootLocation::Boot(p)) => (p, BootKind::Boot),
                 None => (path.join("boot"), BootKind::Boot),
             };
+            #[allow(clippy::disallowed_methods)] // path meant: the boot location the user named
             std::fs::create_dir_all(&boot_path).at_path(&boot_path)?;
+            #[allow(clippy::disallowed_methods)] // path meant: the same, made absolute
             let boot_abs = std::fs::canonicalize(&boot_path).at_path(&boot_path)?;
             let stored = match boot_abs.strip_prefix(&path) {
                 Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
@@ -177,7 +186,7 @@ impl Sysroot {
             let upd =
                 durable::mkdir_all_at(dir.as_fd(), Path::new(UPDATE_DIR), &path.join(UPDATE_DIR))?;
             let repo_path = path.join(UPDATE_DIR).join("repo");
-            if !repo_path.exists() {
+            if rustix::fs::statat(&upd, "repo", rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_err() {
                 Repo::init(&repo_path, RepoMode::Bare)?;
             }
             let text = toml::to_string(&config).map_err(Error::ConfigEncode)?;
@@ -202,7 +211,12 @@ impl Sysroot {
     /// Open the sysroot at `path`. `boot` overrides where its boot partition is mounted.
     pub fn open(path: &Path, boot: Option<&Path>) -> Result<Sysroot> {
         let config_path = path.join(UPDATE_DIR).join(CONFIG_FILE);
-        let text = match std::fs::read_to_string(&config_path) {
+        let text = match durable::open_dir(path)
+            .and_then(|d| durable::open_dir_at(d.as_fd(), UPDATE_DIR))
+            .map_err(std::io::Error::from)
+            .and_then(|u| durable::read_at(u.as_fd(), CONFIG_FILE))
+            .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+        {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotASysroot {
@@ -232,6 +246,16 @@ impl Sysroot {
             config,
             boot_override: boot.map(Path::to_path_buf),
         })
+    }
+
+    /// The handle of `update/deploy/OS/deploy`, reached without following a symlink.
+    pub(crate) fn deployments_fd(&self, os: &str) -> Result<OwnedFd> {
+        let shown = self.deployments_dir(os);
+        let mut fd = durable::open_dir_at(self.dir.as_fd(), UPDATE_DIR).at_path(&shown)?;
+        for name in ["deploy", os, "deploy"] {
+            fd = durable::open_dir_at(fd.as_fd(), name).at_path(&shown)?;
+        }
+        Ok(fd)
     }
 
     /// The sysroot's path.
@@ -271,11 +295,22 @@ impl Sysroot {
     /// The OS names laid out in this sysroot, sorted.
     pub fn os_names(&self) -> Result<Vec<String>> {
         let dir = self.path.join(UPDATE_DIR).join("deploy");
+        let fd = durable::open_dir_at(self.dir.as_fd(), UPDATE_DIR)
+            .and_then(|u| durable::open_dir_at(u.as_fd(), "deploy"))
+            .at_path(&dir)?;
         let mut names = Vec::new();
-        for e in std::fs::read_dir(&dir).at_path(&dir)? {
+        for e in rustix::fs::Dir::read_from(&fd).at_path(&dir)? {
             let e = e.at_path(&dir)?;
-            if let Some(n) = e.file_name().to_str() {
-                if validate_os_name(n).is_ok() && e.file_type().at_path(e.path())?.is_dir() {
+            if let Ok(n) = e.file_name().to_str() {
+                let is_dir = || {
+                    rustix::fs::statat(&fd, e.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode)
+                                == rustix::fs::FileType::Directory
+                        })
+                        .at_path(dir.join(n))
+                };
+                if validate_os_name(n).is_ok() && is_dir()? {
                     names.push(n.to_owned());
                 }
             }

@@ -1,4 +1,5 @@
 //! Integration tests: real servers on 127.0.0.1 with hostile knobs, and TLS with rcgen certs.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod support;
 

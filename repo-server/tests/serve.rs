@@ -1,4 +1,5 @@
 //! The server end to end: a real listener on 127.0.0.1 and raw HTTP/1.1 clients.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod support;
 

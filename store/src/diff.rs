@@ -402,6 +402,7 @@ impl Differ<'_> {
     }
 }
 
+#[allow(clippy::disallowed_methods)] // tests: paths into their own temp dirs are fine
 #[cfg(test)]
 mod tests {
     use super::*;

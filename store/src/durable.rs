@@ -157,3 +157,24 @@ pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<()>
     }
     Ok(())
 }
+
+/// Open the file `name` below `dir` for reading, never following a symlink at it.
+pub fn open_read_at<P: rustix::path::Arg>(
+    dir: BorrowedFd<'_>,
+    name: P,
+) -> rustix::io::Result<std::fs::File> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// Read the whole file `name` below `dir`, never following a symlink at it.
+pub fn read_at<P: rustix::path::Arg>(dir: BorrowedFd<'_>, name: P) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut open_read_at(dir, name)?, &mut buf)?;
+    Ok(buf)
+}

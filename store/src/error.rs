@@ -207,6 +207,7 @@ impl Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests: a path into nowhere is the point
 mod tests {
     use super::IoResultExt;
 

@@ -104,6 +104,7 @@ impl KeySource<'_> {
     pub fn load(&self) -> Result<TrustedKeys> {
         match *self {
             KeySource::File(p) => {
+                #[allow(clippy::disallowed_methods)] // path meant: by the user's key file
                 if public_key_path(p).exists() {
                     return Err(Error::invalid(
                         "trusted key",
@@ -200,8 +201,10 @@ fn check_policy(name: &str, policy: &RemotePolicy) -> Result<()> {
 
 /// Make a TLS file path absolute and check that it is a readable file.
 fn absolute_file(name: &str, what: &str, path: &Path) -> Result<PathBuf> {
+    #[allow(clippy::disallowed_methods)] // path meant: a TLS file the user named, made absolute
     let abs = std::fs::canonicalize(path)
         .map_err(|e| remote_err(name, format!("{what} {}: {e}", path.display())))?;
+    #[allow(clippy::disallowed_methods)] // path meant: the same TLS file
     if !abs.is_file() {
         return Err(remote_err(
             name,
@@ -274,7 +277,10 @@ impl Remote {
         let remotes = durable::open_dir_at(repo.dir(), REMOTES_DIR).at_path(&remotes_path)?;
         let tmp = Remote::build(repo, &remotes, name, url, keys, tls, &old.policy)?;
         let swapped = (|| {
-            match std::fs::read(old.trust_state_path()) {
+            match durable::open_dir_at(remotes.as_fd(), name)
+                .map_err(std::io::Error::from)
+                .and_then(|d| durable::read_at(d.as_fd(), STATE_FILE))
+            {
                 Ok(state) => {
                     let dir = durable::open_dir_at(remotes.as_fd(), &tmp)
                         .at_path(remotes_path.join(&tmp))?;
@@ -416,7 +422,11 @@ impl Remote {
         validate_remote_name(name)?;
         let dir = repo.path().join(REMOTES_DIR).join(name);
         let path = dir.join(CONFIG_FILE);
-        let text = match std::fs::metadata(&path) {
+        let file = durable::open_dir_at(repo.dir(), REMOTES_DIR)
+            .and_then(|d| durable::open_dir_at(d.as_fd(), name))
+            .and_then(|d| durable::open_read_at(d.as_fd(), CONFIG_FILE))
+            .map_err(std::io::Error::from);
+        let text = match file.and_then(|f| Ok((f.metadata()?, f))) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(remote_err(
                     name,
@@ -424,10 +434,14 @@ impl Remote {
                 ))
             }
             Err(e) => return Err(e).at_path(&path),
-            Ok(m) if m.len() > MAX_CONFIG => {
+            Ok((m, _)) if m.len() > MAX_CONFIG => {
                 return Err(remote_err(name, format!("{} is too large", path.display())))
             }
-            Ok(_) => std::fs::read_to_string(&path).at_path(&path)?,
+            Ok((_, mut f)) => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut f, &mut text).at_path(&path)?;
+                text
+            }
         };
         let config: ConfigFile = toml::from_str(&text)
             .map_err(|e| remote_err(name, format!("{}: {e}", path.display())))?;
@@ -449,12 +463,12 @@ impl Remote {
     /// Every configured remote, sorted by name.
     pub fn list(repo: &Repo) -> Result<Vec<Remote>> {
         let path = repo.path().join(REMOTES_DIR);
-        let entries = match std::fs::read_dir(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        let dir = match durable::open_dir_at(repo.dir(), REMOTES_DIR) {
+            Err(Errno::NOENT) => return Ok(Vec::new()),
             r => r.at_path(&path)?,
         };
         let mut names = Vec::new();
-        for entry in entries {
+        for entry in rustix::fs::Dir::read_from(&dir).at_path(&path)? {
             let name = entry
                 .at_path(&path)?
                 .file_name()

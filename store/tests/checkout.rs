@@ -1,6 +1,7 @@
 //! Checkout: exact round trips from bare (hardlink) and archive (copy) repositories,
 //! hardlink structure, subpaths, and refusal of hostile or broken trees before anything
 //! is written. Runs as root (owners, `trusted.*` xattrs on symlinks).
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

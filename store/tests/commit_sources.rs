@@ -2,6 +2,7 @@
 //! zstd) and a git tree. Trees are described in a small spec, made real on disk (these
 //! tests run as root, so owners are real) or written into a tar, committed, and read
 //! back through the `Repo` API.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

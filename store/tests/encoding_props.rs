@@ -8,6 +8,7 @@
 //!
 //! Case counts are modest so the suite runs in seconds; raise `PROPTEST_CASES` for a
 //! longer local run.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::collections::BTreeMap;
 

@@ -9,6 +9,7 @@
 //! ```text
 //! UPDATE_BLESS=1 cargo test -p update-store --test golden
 //! ```
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::fmt::Write as _;
 use std::io::Read;

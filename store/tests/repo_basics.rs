@@ -1,5 +1,6 @@
 //! Repository basics: objects written through a transaction read back verified, refs
 //! round-trip, revisions resolve.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use store::object::{Commit, DirMeta, DirTree, EntryName, FileHeader, ObjectKind, Xattrs};
 use store::repo::FileContent;

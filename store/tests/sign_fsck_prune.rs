@@ -1,4 +1,5 @@
 //! Keys and signatures (THREATS A1-A6, A9), fsck (C9) and prune.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::path::{Path, PathBuf};
 

@@ -24,6 +24,7 @@
 //! CI runs the tests as root: owners, device nodes and `trusted.*`/`security.*` xattrs need
 //! it. As a normal user, [`require_root!`] skips such a test with the reason printed, so
 //! `cargo test` passes for a contributor without root (tests/README.md has the tiers).
+#![allow(clippy::unwrap_used)] // test support: a panic is the failure report
 
 pub mod certs;
 pub mod cli;

@@ -20,6 +20,7 @@ pub struct World {
     pub src: PathBuf,
 }
 
+/// Write `data` to `path`, creating its parent directories.
 pub fn write(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, data).unwrap();
@@ -76,10 +77,12 @@ impl World {
         }
     }
 
+    /// The builder's `file://` URL.
     pub fn url(&self) -> String {
         format!("file://{}", self.builder.display())
     }
 
+    /// The release key's public half.
     pub fn pubkey(&self) -> PathBuf {
         self.root.join("keys/release.pub")
     }
@@ -102,6 +105,7 @@ impl World {
         )
     }
 
+    /// [`World::try_publish`], which must succeed.
     pub fn publish(&self, extra: &[&str]) {
         self.try_publish(extra).success();
     }
@@ -168,6 +172,7 @@ pub fn pull(device: &Path, target: &str, extra: &[&str]) -> serde_json::Value {
     serde_json::from_str(&last).unwrap_or_else(|e| panic!("bad JSON {last:?}: {e}"))
 }
 
+/// Run `update pull --json` of `target` into `device` with `extra` options.
 pub fn try_pull(device: &Path, target: &str, extra: &[&str]) -> cli::Run {
     let mut args = vec!["pull", "--repo", device.to_str().unwrap(), target, "--json"];
     args.extend_from_slice(extra);
@@ -182,6 +187,7 @@ pub fn pulled(device: &Path) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// Check out `origin:main` of `device` below `work` and compare it with `src`.
 pub fn assert_tree(device: &Path, src: &Path, work: &Path) {
     let dest = work.join(format!(
         "co-{}",

@@ -10,13 +10,16 @@
 //! the mirror never see a summary naming a file that is not there yet. Files the new
 //! summary no longer names are left in place for readers of the previous one.
 
-use std::fs::File;
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::publish::{SIGS_DIR, SUMMARY_FILE};
 use crate::static_delta::{DELTAS_DIR, DELTA_EXTENSION};
 use crate::summary::{load_trust_state, save_trust_state, verify_summary};
+use store::durable;
 use store::id::ObjectId;
 use store::sign::TrustedKeys;
 
@@ -47,16 +50,14 @@ fn local(path: &Path) -> impl Fn(std::io::Error) -> PullError + '_ {
     }
 }
 
-fn hash_file(path: &Path) -> std::io::Result<(u64, ObjectId)> {
+fn hash_file(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<(u64, ObjectId)> {
     let mut hasher = blake3::Hasher::new();
-    let n = std::io::copy(&mut File::open(path)?, &mut hasher)?;
+    let n = std::io::copy(&mut durable::open_read_at(dir, name)?, &mut hasher)?;
     Ok((n, ObjectId::from(hasher.finalize())))
 }
 
-fn fsync_dir(path: &Path) -> Result<(), PullError> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(local(path))
+fn fsync_dir(dir: BorrowedFd<'_>, path: &Path) -> Result<(), PullError> {
+    rustix::fs::fsync(dir).map_err(|e| local(path)(e.into()))
 }
 
 /// Mirror the repository `fetcher` reads into `dir`, trusting summaries signed by `trusted`
@@ -67,12 +68,24 @@ pub fn mirror(
     trusted: &TrustedKeys,
     now: u64,
 ) -> Result<MirrorReport, PullError> {
+    // The directory the user named is opened once; everything below it through handles.
+    #[allow(clippy::disallowed_methods)] // path meant: the mirror directory the user named
+    std::fs::create_dir_all(dir).map_err(local(dir))?;
+    let root = durable::open_dir(dir).map_err(|e| local(dir)(e.into()))?;
     let state_dir = dir.join(STATE_DIR);
-    std::fs::create_dir_all(state_dir.join("partial")).map_err(local(&state_dir))?;
+    let state_fd = durable::mkdir_all_at(root.as_fd(), Path::new(STATE_DIR), &state_dir)?;
+    let partial_dir = state_dir.join("partial");
+    let partial_fd = durable::mkdir_all_at(state_fd.as_fd(), Path::new("partial"), &partial_dir)?;
     // One mirror run per directory: two could write the same partial files, and the
     // slower one would put back an older summary and trust state.
     let lock_path = state_dir.join("lock");
-    let lock = File::create(&lock_path).map_err(local(&lock_path))?;
+    let lock = rustix::fs::openat(
+        &state_fd,
+        "lock",
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| local(&lock_path)(e.into()))?;
     match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -118,46 +131,53 @@ pub fn mirror(
 
     let mut bytes = summary_bytes.len() as u64;
     let mut fetched_files = 0;
-    let mut touched_dirs = std::collections::BTreeSet::new();
+    // The subdirectories files were renamed into, to fsync once at the end.
+    let mut touched_dirs: BTreeMap<PathBuf, OwnedFd> = BTreeMap::new();
     for (rel, size, id) in &wanted {
         let dest = dir.join(rel);
-        if let Ok((n, h)) = hash_file(&dest) {
+        // Every pinned name is `sub/name`, with a fixed `sub` and a name made of an id.
+        let Some((sub, name)) = rel.split_once('/') else {
+            return Err(local(&dest)(std::io::Error::other(
+                "not below a subdirectory",
+            )));
+        };
+        let sub_fd = durable::mkdir_all_at(root.as_fd(), Path::new(sub), &dir.join(sub))?;
+        if let Ok((n, h)) = hash_file(sub_fd.as_fd(), name) {
             if n == *size && h == *id {
                 continue;
             }
         }
-        let part: PathBuf = state_dir
-            .join("partial")
-            .join(rel.replace('/', "_") + ".part");
+        let part_name = rel.replace('/', "_") + ".part";
+        let part: PathBuf = partial_dir.join(&part_name);
         bytes += fetcher.download_to(rel, &part, *size, *size)?;
-        let (n, h) = hash_file(&part).map_err(local(&part))?;
+        let (n, h) = hash_file(partial_fd.as_fd(), &part_name).map_err(local(&part))?;
         if n != *size || h != *id {
-            let _ = std::fs::remove_file(&part);
+            let _ = rustix::fs::unlinkat(&partial_fd, part_name.as_str(), AtFlags::empty());
             return Err(PullError::Pinned {
                 file: rel.clone(),
                 reason: format!("its BLAKE3 is not {id}, the one the summary pins"),
             });
         }
-        File::open(&part)
-            .and_then(|f| f.sync_all())
-            .map_err(local(&part))?;
-        let parent = dest.parent().expect("has a parent");
-        std::fs::create_dir_all(parent).map_err(local(parent))?;
-        std::fs::rename(&part, &dest).map_err(local(&dest))?;
-        touched_dirs.insert(parent.to_path_buf());
+        durable::open_read_at(partial_fd.as_fd(), part_name.as_str())
+            .and_then(|f| rustix::fs::fsync(&f))
+            .map_err(|e| local(&part)(e.into()))?;
+        rustix::fs::renameat(&partial_fd, part_name.as_str(), &sub_fd, name)
+            .map_err(|e| local(&dest)(e.into()))?;
+        touched_dirs.insert(dir.join(sub), sub_fd);
         fetched_files += 1;
     }
-    for d in &touched_dirs {
-        fsync_dir(d)?;
+    for (path, fd) in &touched_dirs {
+        fsync_dir(fd.as_fd(), path)?;
     }
 
-    // The summary last: temp, fsync, rename, fsync the directory.
-    let tmp = dir.join(format!(".{SUMMARY_FILE}.tmp-{}", std::process::id()));
-    File::create(&tmp)
-        .and_then(|mut f| f.write_all(&summary_bytes).and_then(|()| f.sync_all()))
-        .map_err(local(&tmp))?;
-    std::fs::rename(&tmp, dir.join(SUMMARY_FILE)).map_err(local(dir))?;
-    fsync_dir(dir)?;
+    // The summary last, atomically and durably.
+    durable::write_atomic(
+        root.as_fd(),
+        SUMMARY_FILE,
+        &summary_bytes,
+        0o644,
+        &dir.join(SUMMARY_FILE),
+    )?;
     save_trust_state(&state_path, &verified.new_state)?;
     Ok(MirrorReport {
         serial: s.serial,

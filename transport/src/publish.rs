@@ -189,6 +189,7 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
     // Hold off a prune for the whole run: it must not delete what is being packed.
     let _lock = repo.lock_shared()?;
 
+    #[allow(clippy::disallowed_methods)] // path meant: the output directory the user named
     std::fs::create_dir_all(&out).at_path(&out)?;
     let root = rustix::fs::open(
         &out,
@@ -199,7 +200,7 @@ pub fn publish(repo: &Repo, opts: &PublishOptions) -> Result<PublishReport> {
     // One publish at a time: the serial read next must still be the latest when the new
     // summary is written.
     let _publish_lock = lock_output(root.as_fd(), &out)?;
-    let previous = previous_summary(&out)?;
+    let previous = previous_summary(root.as_fd(), &out)?;
     let serial = match previous.as_ref().map(|p| p.serial) {
         None => 1,
         Some(s) => s.checked_add(1).ok_or_else(|| Error::PreviousSummary {
@@ -572,11 +573,11 @@ fn write_delta_file(
 
 /// The summary already in `out`, if there is one. Its signatures are not checked (the
 /// publisher may have rotated keys); its structure and body must parse.
-fn previous_summary(out: &Path) -> Result<Option<Summary>> {
+fn previous_summary(root: BorrowedFd<'_>, out: &Path) -> Result<Option<Summary>> {
     let path = out.join(SUMMARY_FILE);
-    let file = match File::open(&path) {
+    let file = match durable::open_read_at(root, SUMMARY_FILE) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(Errno::NOENT) => return Ok(None),
         Err(e) => return Err(e).at_path(&path).map_err(Error::from),
     };
     let mut bytes = Vec::new();

@@ -1,5 +1,6 @@
 //! Chunking and zstd deltas for transport: the chunk-boundary golden vector, stability and
 //! streaming properties, delta round trips, and refusals of hostile compressed input.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::io::Read;
 

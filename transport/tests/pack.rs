@@ -1,6 +1,7 @@
 //! Packs, pack indexes and chunk indexes: a commit packed and reassembled from its packs,
 //! incremental packing, roll-over, the index encodings, and refusals of hostile indexes
 //! and blobs (THREATS C6).
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::symlink;

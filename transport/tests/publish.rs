@@ -1,6 +1,7 @@
 //! `publish`: the static layout of a published repository (`docs/transport.md`). Every
 //! file the summary names is there with its pinned hash and size, every commit reassembles
 //! from the packs, a second publish is incremental, and refusals happen before any write.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

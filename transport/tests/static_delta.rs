@@ -2,6 +2,7 @@
 //! rebuilds the new commit exactly in a repository holding only the old one, patch-from
 //! finds renamed and re-versioned files, and every kind of broken or hostile delta gives
 //! an error, never a panic, with nothing entering the store.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,5 +1,6 @@
 //! The signed summary (`docs/transport.md`): encoding, golden vector, verification in
 //! TUF's order, and the THREATS cases that apply at this level (A4-A6, A10, B1-B5, B9, E1).
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use ed25519_dalek::Signer;
 use proptest::prelude::*;

@@ -20,6 +20,7 @@
 //! Case counts are modest so the whole file runs in seconds in a debug build. Set
 //! `PROPTEST_CASES` for a longer local run. The coverage-guided targets of the same
 //! properties live in `fuzz/` (cargo-fuzz; see `fuzz/README.md`).
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests: a panic is the failure report; paths into temp dirs are fine
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;

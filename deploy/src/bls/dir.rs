@@ -272,6 +272,7 @@ fn is_temp_name(file_name: &str) -> bool {
             .is_some_and(|(_, r)| r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+#[allow(clippy::disallowed_methods)] // tests: paths into their own temp dirs are fine
 #[cfg(test)]
 mod tests {
     use std::io::ErrorKind;

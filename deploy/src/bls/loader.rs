@@ -100,6 +100,7 @@ pub fn check_loader_conf(boot: &Path) -> Result<Option<String>> {
     Ok(None)
 }
 
+#[allow(clippy::disallowed_methods)] // tests: paths into their own temp dirs are fine
 #[cfg(test)]
 mod tests {
     use super::{check_loader_conf, write_loader_conf, LOADER_CONF};

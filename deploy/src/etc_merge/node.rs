@@ -229,6 +229,7 @@ pub(super) fn list(dir: BorrowedFd<'_>, shown: &Path) -> Result<Vec<OsString>> {
 /// to reach a symlink's own extended attributes without resolving a path from the root).
 fn proc_fd() -> bool {
     static PROC: OnceLock<bool> = OnceLock::new();
+    #[allow(clippy::disallowed_methods)] // path meant: the system's procfs
     *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 

@@ -2,6 +2,7 @@
 //! are random mutations of the old defaults (files, symlinks escaping the root,
 //! directories, type changes), merged, and checked against what the policy promises
 //! path by path.
+#![allow(clippy::disallowed_methods)] // tests: paths into their own temp dirs are fine
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

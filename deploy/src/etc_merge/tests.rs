@@ -1,6 +1,7 @@
 //! Tests of the `/etc` merge: a table of one-path states on the three sides (plus a sweep
 //! of every combination against the two-line policy), nested trees, metadata preservation,
 //! real copies, special files and limits. The symlink escapes are in `escape_tests.rs`.
+#![allow(clippy::disallowed_methods)] // tests: paths into their own temp dirs are fine
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,4 +1,5 @@
 //! The merge's check of copied defaults against their object ids ([`super::Expected`]).
+#![allow(clippy::disallowed_methods)] // tests: paths into their own temp dirs are fine
 
 use std::fs;
 use std::os::fd::AsFd;

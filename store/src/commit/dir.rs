@@ -54,6 +54,7 @@ pub(crate) fn commit_dir(ctx: &Ctx<'_>, root: &Path) -> Result<(DirTreeId, DirMe
         ctx,
         root,
         hardlinks: Mutex::new(HashMap::new()),
+        #[allow(clippy::disallowed_methods)] // path meant: the system's procfs
         proc_fd: Path::new("/proc/self/fd").is_dir(),
     };
     walker.dir(fd, Path::new(""), 0)

@@ -80,8 +80,10 @@ impl Source {
                 ));
             }
             let whole = Path::new(rest);
+            #[allow(clippy::disallowed_methods)] // path meant: the git source the user named
+            let whole_is_dir = whole.is_dir();
             let (path, rev) = match rest.rsplit_once(':') {
-                Some((p, r)) if !whole.is_dir() && !p.is_empty() && !r.is_empty() => {
+                Some((p, r)) if !whole_is_dir && !p.is_empty() && !r.is_empty() => {
                     (PathBuf::from(p), Some(r.to_owned()))
                 }
                 _ => (whole.to_path_buf(), None),
@@ -89,6 +91,7 @@ impl Source {
             return Ok(Source::Git { repo: path, rev });
         }
         let path = PathBuf::from(arg);
+        #[allow(clippy::disallowed_methods)] // path meant: the source the user named
         let meta = std::fs::metadata(&path).at_path(&path)?;
         if meta.is_dir() {
             Ok(Source::Dir(path))

@@ -104,9 +104,11 @@ impl Repo {
     /// Create a new, empty repository at `path` (the directory may exist but must be empty).
     pub fn init(path: impl AsRef<Path>, mode: RepoMode) -> Result<Repo> {
         let path = path.as_ref();
+        #[allow(clippy::disallowed_methods)] // path meant: the new repository the user named
         match std::fs::create_dir(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                #[allow(clippy::disallowed_methods)] // path meant: the same, checked empty
                 let mut it = std::fs::read_dir(path).at_path(path)?;
                 if it.next().is_some() {
                     return Err(Error::Repo {
@@ -154,7 +156,9 @@ impl Repo {
         let path = path.as_ref();
         let dir = open_dir(path)?;
         let cfg_path = path.join(CONFIG_FILE);
-        let text = match std::fs::read_to_string(&cfg_path) {
+        let text = match durable::read_at(dir.as_fd(), CONFIG_FILE)
+            .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+        {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::Repo {

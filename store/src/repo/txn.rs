@@ -141,7 +141,7 @@ impl Transaction<'_> {
             return self.repo.read_commit(id);
         };
         let path = self.staging_path().join(&tmp);
-        let bytes = std::fs::read(&path).at_path(&path)?;
+        let bytes = durable::read_at(self.staging.as_fd(), tmp.as_str()).at_path(&path)?;
         if ObjectId::of(&bytes) != id.0 {
             return Err(crate::Error::Corrupt {
                 kind: ObjectKind::Commit,

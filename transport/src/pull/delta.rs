@@ -3,8 +3,11 @@
 //! summary pins, then applied into one transaction that stores the commit and moves the
 //! ref. The delta's own checks (every object against its id) run while it is applied.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
+use std::os::fd::AsFd;
+
+use rustix::fs::AtFlags;
+use store::durable;
 
 use crate::static_delta::{apply_static_delta, DELTAS_DIR, DELTA_EXTENSION};
 use crate::summary::{DeltaEntry, RefEntry};
@@ -24,8 +27,11 @@ pub(super) fn pull_delta(
 ) -> Result<u64, PullError> {
     let name = format!("{}.{DELTA_EXTENSION}", delta.id);
     let path = format!("{DELTAS_DIR}/{name}");
-    let part = ctx.cache.partial(&format!("{name}.part"))?;
-    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let part_name = format!("{name}.part");
+    let (part, part_dir) = ctx.cache.partial(&part_name)?;
+    let have = rustix::fs::statat(&part_dir, part_name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| st.st_size as u64)
+        .unwrap_or(0);
     let have = if have > delta.size { 0 } else { have };
     // The delta itself, and at least as much again for what it decodes to.
     super::check_space(ctx.repo, (delta.size - have).saturating_mul(2))?;
@@ -54,17 +60,21 @@ pub(super) fn pull_delta(
         done: delta.size - have,
         total: delta.size - have,
     });
-    let local = |source| PullError::Local {
+    let local = |source: rustix::io::Errno| PullError::Local {
         path: part.clone(),
-        source,
+        source: source.into(),
     };
+    let open = || durable::open_read_at(part_dir.as_fd(), part_name.as_str()).map_err(local);
 
     // The whole file must be the one the summary pins before a byte of it is parsed.
     let mut hasher = blake3::Hasher::new();
-    let mut f = File::open(&part).map_err(local)?;
-    let n = std::io::copy(&mut f, &mut hasher).map_err(local)?;
+    let mut f = open()?;
+    let n = std::io::copy(&mut f, &mut hasher).map_err(|source| PullError::Local {
+        path: part.clone(),
+        source,
+    })?;
     if n != delta.size || ObjectId::from(hasher.finalize()) != delta.id {
-        let _ = std::fs::remove_file(&part);
+        let _ = rustix::fs::unlinkat(&part_dir, part_name.as_str(), AtFlags::empty());
         return Err(PullError::Pinned {
             file: path,
             reason: if n != delta.size {
@@ -78,8 +88,7 @@ pub(super) fn pull_delta(
     tracing::debug!(delta = %delta.id, bytes = n, "pull: static delta matches the summary");
 
     let txn = ctx.repo.begin()?;
-    let mut reader =
-        BufReader::with_capacity(1 << 20, File::open(&part).map_err(local)?.take(delta.size));
+    let mut reader = BufReader::with_capacity(1 << 20, open()?.take(delta.size));
     let stats = apply_static_delta(&txn, &mut reader, current, &entry.commit)?;
     let timestamp = txn.read_commit(&entry.commit)?.timestamp;
     ctx.check_downgrade(entry, Some(current), timestamp)?;
@@ -87,6 +96,6 @@ pub(super) fn pull_delta(
     // The ref is written by the pull's commit point, once every ref is verified.
     txn.commit()?;
     tracing::info!(r#ref = %entry.name, commit = %entry.commit, files = stats.files, "pull: objects committed from the static delta; the ref moves at the pull's commit point");
-    let _ = std::fs::remove_file(&part);
+    let _ = rustix::fs::unlinkat(&part_dir, part_name.as_str(), AtFlags::empty());
     Ok(stats.files)
 }

@@ -3,11 +3,14 @@
 //! named by what pins them, and checked again when read back.
 
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::pack::{ChunkIndex, PackIndex};
 use crate::summary::{PackEntry, RefEntry};
+use rustix::fs::AtFlags;
+use store::durable;
 use store::id::ObjectId;
 use store::object::ObjectKind;
 use store::{CommitId, Repo};
@@ -59,33 +62,53 @@ fn check_pinned(what: &str, bytes: &[u8], size: u64, id: &ObjectId) -> Result<()
 }
 
 /// A remote's cache directory: `packs/<pack-id>.<index-id>.idx` and
-/// `chunks/<commit>.<index-id>.cidx`, each written after it was verified.
+/// `chunks/<commit>.<index-id>.cidx`, each written after it was verified. Everything in it
+/// is reached through its handle, never following a symlink.
 pub(super) struct Cache {
     dir: PathBuf,
+    fd: OwnedFd,
+}
+
+/// The open file `rel` (`sub/name`) below `dir`, never following a symlink.
+fn open_rel(dir: BorrowedFd<'_>, rel: &str) -> Option<std::fs::File> {
+    let (sub, name) = rel.split_once('/')?;
+    let sub = durable::open_dir_at(dir, sub).ok()?;
+    durable::open_read_at(sub.as_fd(), name).ok()
+}
+
+/// The whole file `rel` below `dir`, if it is there and at most `cap` bytes.
+fn read_rel(dir: BorrowedFd<'_>, rel: &str, cap: u64) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_rel(dir, rel)?
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
 }
 
 impl Cache {
-    pub(super) fn new(dir: PathBuf) -> Cache {
-        Cache { dir }
+    /// The cache of `remote` in `repo`, created if missing.
+    pub(super) fn new(repo: &Repo, remote: &store::remote::Remote) -> Result<Cache, PullError> {
+        let dir = remote.cache_dir();
+        let rel = dir.strip_prefix(repo.path()).unwrap_or(&dir);
+        let fd = durable::mkdir_all_at(repo.dir(), rel, &dir)?;
+        Ok(Cache { dir, fd })
     }
 
     fn read(&self, rel: &str, size: u64, id: &ObjectId) -> Option<Vec<u8>> {
-        let bytes = std::fs::read(self.dir.join(rel)).ok()?;
+        let bytes = read_rel(self.fd.as_fd(), rel, size)?;
         check_pinned(rel, &bytes, size, id).ok()?;
         Some(bytes)
     }
 
     /// Best effort: a cache that cannot be written only costs a download next time.
     fn write(&self, rel: &str, bytes: &[u8]) {
+        let Some((sub, name)) = rel.split_once('/') else {
+            return;
+        };
         let path = self.dir.join(rel);
-        let Some(parent) = path.parent() else { return };
-        let tmp = parent.join(format!(".tmp-{}", std::process::id()));
-        let written = std::fs::create_dir_all(parent)
-            .and_then(|()| std::fs::File::create(&tmp))
-            .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        if let Ok(sub) = durable::mkdir_all_at(self.fd.as_fd(), Path::new(sub), &path) {
+            let _ = durable::write_atomic(sub.as_fd(), name, bytes, 0o644, &path);
         }
     }
 
@@ -187,13 +210,14 @@ impl Cache {
         repo: &Repo,
         current: Option<&CommitId>,
     ) -> Option<ChunkIndex> {
-        let dir = self.dir.join("chunks");
-        let mut cached: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&dir)
+        let dir = durable::open_dir_at(self.fd.as_fd(), "chunks").ok()?;
+        let mut cached: Vec<((i64, i64), String)> = rustix::fs::Dir::read_from(&dir)
             .ok()?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let time = e.metadata().and_then(|m| m.modified()).ok()?;
+                let st = rustix::fs::statat(&dir, e.file_name(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+                let time = (st.st_mtime, st.st_mtime_nsec as i64);
                 name.ends_with(".cidx").then_some((time, name))
             })
             .collect();
@@ -219,9 +243,12 @@ impl Cache {
                     .find(|(_, (c, _))| repo.has_object(ObjectKind::Commit, &c.0).unwrap_or(false))
             })?;
         let (name, (commit, id)) = pick;
-        let bytes = std::fs::read(dir.join(name)).ok()?;
+        let mut bytes = Vec::new();
+        let cap = MAX_CHUNK_INDEX_FILE + 1;
+        let file = durable::open_read_at(dir.as_fd(), name.as_str()).ok()?;
+        file.take(cap).read_to_end(&mut bytes).ok()?;
         if ObjectId::of(&bytes) != id {
-            let _ = std::fs::remove_file(dir.join(name));
+            let _ = rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty());
             return None;
         }
         ChunkIndex::decode(&bytes)
@@ -236,10 +263,10 @@ impl Cache {
             .iter()
             .map(|p| Self::pack_rel(p)["packs/".len()..].to_owned())
             .collect();
-        remove_unless(&self.dir.join("packs"), |n| keep_packs.contains(n));
+        remove_unless(self.fd.as_fd(), "packs", |n| keep_packs.contains(n));
         // Chunk indexes of commits a ref names or the store still holds: the latter tell a
         // later pull which chunks the device has, whichever way the commit came.
-        remove_unless(&self.dir.join("chunks"), |n| {
+        remove_unless(self.fd.as_fd(), "chunks", |n| {
             let commit = n.split('.').next().and_then(|c| c.parse::<CommitId>().ok());
             commit.is_some_and(|c| {
                 keep_commits.contains(&c)
@@ -248,25 +275,26 @@ impl Cache {
         });
     }
 
-    /// Where a resumable download of `name` is kept.
-    pub(super) fn partial(&self, name: &str) -> Result<PathBuf, PullError> {
+    /// Where a resumable download of `name` is kept (the downloader takes a path), and the
+    /// handle of the directory that holds it.
+    pub(super) fn partial(&self, name: &str) -> Result<(PathBuf, OwnedFd), PullError> {
         let dir = self.dir.join("partial");
-        std::fs::create_dir_all(&dir).map_err(|e| PullError::Local {
-            path: dir.clone(),
-            source: e,
-        })?;
-        Ok(dir.join(name))
+        let fd = durable::mkdir_all_at(self.fd.as_fd(), Path::new("partial"), &dir)?;
+        Ok((dir.join(name), fd))
     }
 }
 
-fn remove_unless(dir: &Path, keep: impl Fn(&str) -> bool) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+fn remove_unless(cache: BorrowedFd<'_>, sub: &str, keep: impl Fn(&str) -> bool) {
+    let Ok(dir) = durable::open_dir_at(cache, sub) else {
+        return;
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
         return;
     };
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !keep(&name) {
-            let _ = std::fs::remove_file(entry.path());
+        if name != "." && name != ".." && !keep(&name) {
+            let _ = rustix::fs::unlinkat(&dir, entry.file_name(), AtFlags::empty());
         }
     }
 }

@@ -631,7 +631,7 @@ pub fn pull(
         fetcher: &fetcher,
         trusted,
         summary,
-        cache: Cache::new(remote.cache_dir()),
+        cache: Cache::new(repo, remote)?,
         opts,
         events,
         packs: Vec::new(),

@@ -2,8 +2,7 @@
 //! replaced atomically and durably. A damaged file is an error, never a silent reset of
 //! trust (which would reopen rollback and freeze attacks).
 
-use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -114,9 +113,15 @@ fn decode(b: &[u8]) -> std::result::Result<TrustState, String> {
 /// was ever accepted from it); [`Error::TrustStateCorrupt`] when it exists but is
 /// truncated, damaged or not a state file.
 pub fn load_trust_state(path: &Path) -> Result<Option<TrustState>> {
-    let f = match File::open(path) {
+    // The file itself is opened without following a symlink, like the one saved replaces it.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default();
+    let f = match durable::open_dir(parent).and_then(|d| durable::open_read_at(d.as_fd(), name)) {
         Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => return Err(e).at_path(path).map_err(Error::from),
     };
     let mut buf = Vec::with_capacity(STATE_LEN);
