@@ -24,6 +24,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use testkit::cli::{run_command, update_bin, workspace_root, Run};
+use testkit::console::{clean, word};
 
 /// Where the VM test keeps its big artefacts (never in the repository or /tmp).
 const VM_WORK: &str = "/var/tmp/update-vm";
@@ -69,39 +70,6 @@ fn require_vm_host() {
              busybox-static)"
         );
     }
-}
-
-/// The serial log without carriage returns and ANSI escapes (OVMF and systemd-boot print
-/// both).
-fn clean_console(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {}
-            '\u{1b}' => {
-                // ESC [ params letter
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    for d in chars.by_ref() {
-                        if d.is_ascii_alphabetic() {
-                            break;
-                        }
-                    }
-                }
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// The value of `key=` in a marker line's space-separated words.
-fn word<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_ascii_whitespace()
-        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or("")
 }
 
 fn boots(console: &str) -> Vec<Boot> {
@@ -175,7 +143,7 @@ fn deploy_bless_fail_and_fall_back_in_a_vm() {
     // The qemu run itself is capped at 600 s.
     let run = run_command(cmd, Duration::from_secs(1200));
     keep_logs(&out, &run);
-    let console = clean_console(&std::fs::read(out.join("serial.log")).unwrap_or_default());
+    let console = clean(&std::fs::read(out.join("serial.log")).unwrap_or_default());
     let timeline = read(&out.join("timeline.txt"));
     let timings = read(&out.join("timings.txt"));
     report(&format!(
@@ -403,7 +371,7 @@ fn deploy_bless_fail_and_fall_back_in_a_vm() {
 
     // The boot with a deployment that does not exist: update-init says so and exits, the
     // kernel panics and (panic=-1) reboots, which ends this -no-reboot run.
-    let broken = clean_console(&std::fs::read(out.join("serial-broken.log")).unwrap_or_default());
+    let broken = clean(&std::fs::read(out.join("serial-broken.log")).unwrap_or_default());
     let failed = marker_lines(&broken, "update-init: FAILED:");
     assert_eq!(
         failed,

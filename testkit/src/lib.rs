@@ -28,6 +28,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod console;
 pub mod device;
 pub mod kill;
 pub mod nginx;
