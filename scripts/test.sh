@@ -61,6 +61,7 @@ fi
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p update-cli --no-default-features --features device --all-targets -- -D warnings  # the device build (issue 15)
 # fuzz/ is a workspace of its own (cargo-fuzz, nightly to run); stable checks that its
 # targets still compile against the library's API.
 echo "== cargo check of fuzz/"

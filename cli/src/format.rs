@@ -53,7 +53,8 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("duration '{s}' is too large"))
 }
 
-/// `KEY=VALUE` with a non-empty key.
+/// `KEY=VALUE` with a non-empty key (`commit --add-metadata`).
+#[cfg(any(feature = "builder", test))]
 pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),

@@ -6,6 +6,13 @@
 //! `deploy` (sysroots, deployments, boot entries) and `frontend` (config, the update run
 //! and agent, backends). Each subcommand is one
 //! module under `cmd/` (`cmd::boot` holds mark-good, rollback, pin and unpin).
+//!
+//! Features: `device` builds what a device runs (the front end, pull, deploy, the boot
+//! commands, status, prepare-root, ...); `builder` (the default) adds init, commit, key,
+//! sign, checkout, publish, serve and mirror, and with them `repo-server`.
+
+#[cfg(not(feature = "device"))]
+compile_error!("update-cli needs the `device` or the `builder` feature (see cli/Cargo.toml)");
 
 mod cmd;
 mod diagnostics;
@@ -48,13 +55,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[cfg(feature = "builder")]
     Init(cmd::init::Args),
+    #[cfg(feature = "builder")]
     Commit(cmd::commit::Args),
+    #[cfg(feature = "builder")]
     #[command(
         subcommand,
         after_help = "Examples:\n  update key generate --output release.key      (also writes release.key.pub)"
     )]
     Key(cmd::key::KeyCommand),
+    #[cfg(feature = "builder")]
     Sign(cmd::sign::Args),
     Verify(cmd::verify::Args),
     Log(cmd::log::Args),
@@ -62,10 +73,13 @@ enum Command {
     Ls(cmd::ls::Args),
     Diff(cmd::diff::Args),
     Refs(cmd::refs::Args),
+    #[cfg(feature = "builder")]
     Checkout(cmd::checkout::Args),
     Fsck(cmd::fsck::Args),
     Prune(cmd::prune::Args),
+    #[cfg(feature = "builder")]
     Publish(cmd::publish::Args),
+    #[cfg(feature = "builder")]
     Serve(cmd::serve::Args),
     #[command(
         subcommand,
@@ -73,6 +87,7 @@ enum Command {
     )]
     Remote(cmd::remote::RemoteCommand),
     Pull(cmd::pull::Args),
+    #[cfg(feature = "builder")]
     Mirror(cmd::mirror::Args),
     #[command(
         subcommand,
@@ -95,9 +110,13 @@ enum Command {
 
 fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match command {
+        #[cfg(feature = "builder")]
         Command::Init(a) => cmd::init::run(a, out),
+        #[cfg(feature = "builder")]
         Command::Commit(a) => cmd::commit::run(a, out),
+        #[cfg(feature = "builder")]
         Command::Key(a) => cmd::key::run(a, out),
+        #[cfg(feature = "builder")]
         Command::Sign(a) => cmd::sign::run(a, out),
         Command::Verify(a) => cmd::verify::run(a, out),
         Command::Log(a) => cmd::log::run(a, out),
@@ -105,13 +124,17 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Ls(a) => cmd::ls::run(a, out),
         Command::Diff(a) => cmd::diff::run(a, out),
         Command::Refs(a) => cmd::refs::run(a, out),
+        #[cfg(feature = "builder")]
         Command::Checkout(a) => cmd::checkout::run(a, out),
         Command::Fsck(a) => cmd::fsck::run(a, out),
         Command::Prune(a) => cmd::prune::run(a, out),
+        #[cfg(feature = "builder")]
         Command::Publish(a) => cmd::publish::run(a, out),
+        #[cfg(feature = "builder")]
         Command::Serve(a) => cmd::serve::run(a, out),
         Command::Remote(a) => cmd::remote::run(a, out),
         Command::Pull(a) => cmd::pull::run(a, out),
+        #[cfg(feature = "builder")]
         Command::Mirror(a) => cmd::mirror::run(a, out),
         Command::Sysroot(a) => cmd::sysroot::run(a, out),
         Command::Deploy(a) => cmd::deploy::run(a, out),

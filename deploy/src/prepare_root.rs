@@ -1,8 +1,11 @@
-//! `update prepare-root`: run from an initramfs with the physical root mounted at SYSROOT
-//! (normally `/sysroot`), it turns the deployment named by `update.deployment=` on the
-//! kernel command line into what SYSROOT shows, so that the initramfs can
-//! `exec switch_root SYSROOT /sbin/init`:
+//! `update prepare-root` (and `update-prepare-root`, the same for an initramfs): run from an
+//! initramfs with the physical root mounted at SYSROOT (`/sysroot` under dracut, `/root`
+//! under initramfs-tools: any path works), it turns the deployment named by
+//! `update.deployment=` on the kernel command line into what SYSROOT shows, so that the
+//! initramfs can `exec switch_root SYSROOT /sbin/init`:
 //!
+//! 0. every mount is made private, recursively: a mount whose parent mount is shared
+//!    cannot be moved (EINVAL), and a systemd initrd (dracut) makes `/` shared;
 //! 1. the deployment directory is bind-mounted onto itself (so it can be moved) and moved
 //!    to a temporary mount point;
 //! 2. the physical root is moved under it, to its `/sysroot`;
@@ -15,7 +18,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rustix::mount::{mount_bind, mount_move, mount_remount, MountFlags};
+use rustix::mount::{
+    mount_bind, mount_change, mount_move, mount_remount, MountFlags, MountPropagationFlags,
+};
 
 use crate::deployment::DeploymentRef;
 use crate::error::{Error, IoResultExt, Result};
@@ -92,6 +97,14 @@ pub fn plan(sysroot: &Path, proc_cmdline: &Path) -> Result<Plan> {
 /// which the boot counter records).
 pub fn run(sysroot: &Path, plan: &Plan) -> Result<()> {
     let park = Path::new(PARK);
+    // As ostree-prepare-root does: nothing of what follows may propagate to (or be refused
+    // because of) a peer mount. The real root's init (systemd) makes `/` shared again.
+    let root = Path::new("/");
+    mount_change(
+        root,
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .at_path(root)?;
     #[allow(clippy::disallowed_methods)] // path meant: the initramfs's fixed park directory
     std::fs::create_dir_all(park).at_path(park)?;
     mount_bind(&plan.deploy_path, &plan.deploy_path).at_path(&plan.deploy_path)?;

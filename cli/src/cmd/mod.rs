@@ -1,8 +1,12 @@
 //! One module per subcommand. Each has an `Args` struct (clap) and a `run` that calls the
-//! store and prints.
+//! store and prints. The commands only a build machine needs (`init`, `commit`, `key`,
+//! `sign`, `checkout`, `publish`, `serve`, `mirror`) are built with the `builder` feature
+//! alone; everything else is the `device` feature (cli/Cargo.toml).
 
 pub mod boot;
+#[cfg(feature = "builder")]
 pub mod checkout;
+#[cfg(feature = "builder")]
 pub mod commit;
 pub mod config;
 pub mod deploy;
@@ -10,19 +14,25 @@ pub mod diff;
 pub mod front;
 pub mod fsck;
 pub mod generate;
+#[cfg(feature = "builder")]
 pub mod init;
+#[cfg(feature = "builder")]
 pub mod key;
 pub mod log;
 pub mod ls;
+#[cfg(feature = "builder")]
 pub mod mirror;
 pub mod prepare_root;
 pub mod prune;
+#[cfg(feature = "builder")]
 pub mod publish;
 pub mod pull;
 pub mod refs;
 pub mod remote;
+#[cfg(feature = "builder")]
 pub mod serve;
 pub mod show;
+#[cfg(feature = "builder")]
 pub mod sign;
 pub mod status;
 pub mod sysroot;

@@ -5,8 +5,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use deploy::prepare_root;
-
 const EXAMPLE: &str = "\
 Examples (in an initramfs /init, with the physical root mounted at /sysroot):
   update prepare-root --sysroot /sysroot && exec switch_root /sysroot /sbin/init
@@ -31,31 +29,13 @@ pub struct Args {
     dry_run: bool,
 }
 
-/// Run `update prepare-root`.
+/// Run `update prepare-root`: the same code as the initramfs's `update-prepare-root`.
 pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let plan = prepare_root::plan(&a.sysroot, &a.proc_cmdline)?;
-    writeln!(
-        out,
-        "prepare-root: deployment {} from {}",
-        plan.deployment,
-        plan.deploy_path.display()
-    )?;
-    if a.dry_run {
-        writeln!(out, "  /var from {}", plan.var_path.display())?;
-        writeln!(
-            out,
-            "  physical root at {}/sysroot, /usr read-only",
-            a.sysroot.display()
-        )?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    out.flush()?;
-    prepare_root::run(&a.sysroot, &plan)?;
-    writeln!(
-        out,
-        "prepare-root: {} is ready at {}",
-        plan.deployment,
-        a.sysroot.display()
-    )?;
+    let opts = update_prepare_root::Options {
+        sysroot: a.sysroot,
+        proc_cmdline: a.proc_cmdline,
+        dry_run: a.dry_run,
+    };
+    update_prepare_root::prepare(&opts, out)?;
     Ok(ExitCode::SUCCESS)
 }
