@@ -32,6 +32,7 @@ impl Scene {
         fs::create_dir(root.join("full")).unwrap();
         fs::write(root.join("full/x"), "x\n").unwrap();
         fs::write(root.join("garbage.key"), "garbage\n").unwrap();
+        bootable_trees(&root);
         let mut s = Scene {
             _tmp: tmp,
             root,
@@ -72,6 +73,43 @@ impl Scene {
             .replace(&self.commit, "$COMMIT");
         format!("exit: {code}\n{stderr}")
     }
+}
+
+/// Root filesystems `commit --bootable` refuses, each `boot-CASE/` for one refusal.
+fn bootable_trees(root: &Path) {
+    let w = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    };
+    let k = "6.1.0-x-amd64";
+    for t in ["nokernel", "twokernels", "nomodules", "noinitramfs", "fifo"] {
+        w(&format!("boot-{t}/etc/hostname"), "debian\n");
+        w(&format!("boot-{t}/usr/bin/sh"), "sh\n");
+    }
+    fs::create_dir_all(root.join(format!("boot-nokernel/usr/lib/modules/{k}"))).unwrap();
+    for v in [k, "6.1.0-y-amd64"] {
+        w(&format!("boot-twokernels/boot/vmlinuz-{v}"), "kernel\n");
+        w(&format!("boot-twokernels/boot/initrd.img-{v}"), "initrd\n");
+        fs::create_dir_all(root.join(format!("boot-twokernels/usr/lib/modules/{v}"))).unwrap();
+    }
+    w(&format!("boot-nomodules/boot/vmlinuz-{k}"), "kernel\n");
+    w(&format!("boot-nomodules/boot/initrd.img-{k}"), "initrd\n");
+    w(&format!("boot-noinitramfs/boot/vmlinuz-{k}"), "kernel\n");
+    fs::create_dir_all(root.join(format!("boot-noinitramfs/usr/lib/modules/{k}"))).unwrap();
+    w("boot-etclink/usr/etc/hostname", "debian\n");
+    std::os::unix::fs::symlink("usr/etc", root.join("boot-etclink/etc")).unwrap();
+    w("boot-etcdiffers/etc/hostname", "debian\n");
+    w("boot-etcdiffers/usr/etc/hostname", "other\n");
+    fs::create_dir_all(root.join("boot-fifo/var")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("boot-fifo/var/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
 }
 
 /// Compare `actual` with `tests/errors/NAME.txt`, or write it there under UPDATE_BLESS=1.
@@ -393,3 +431,40 @@ fn remote_add_twice() {
     s.ok(&add);
     check("remote_add_twice", &s.fail(&add));
 }
+
+// Root filesystems a bootable commit refuses.
+macro_rules! bootable_case {
+    ($name:ident, $tree:expr $(, $arg:expr)*) => {
+        case!(
+            $name,
+            ["commit", "--repo", "$TMP/repo", "-b", "stable", "--bootable", $($arg,)* $tree]
+        );
+    };
+}
+bootable_case!(bootable_without_usr, "$TMP/src");
+bootable_case!(bootable_no_kernel, "$TMP/boot-nokernel");
+bootable_case!(bootable_two_kernels, "$TMP/boot-twokernels");
+bootable_case!(
+    bootable_kernel_not_in_tree,
+    "$TMP/boot-twokernels",
+    "--kernel",
+    "5.10.0-z"
+);
+bootable_case!(bootable_kernel_without_modules, "$TMP/boot-nomodules");
+bootable_case!(bootable_kernel_without_initramfs, "$TMP/boot-noinitramfs");
+bootable_case!(bootable_etc_symlink, "$TMP/boot-etclink");
+bootable_case!(bootable_usr_etc_differs, "$TMP/boot-etcdiffers");
+bootable_case!(bootable_fifo, "$TMP/boot-fifo");
+case!(
+    kernel_without_bootable,
+    [
+        "commit",
+        "--repo",
+        "$TMP/repo",
+        "-b",
+        "x",
+        "--kernel",
+        "6.1",
+        "$TMP/src"
+    ]
+);

@@ -167,6 +167,72 @@ pub enum Error {
         /// Which component was missing or was not a directory.
         reason: String,
     },
+    /// A bootable commit: the tree has no kernel.
+    #[error("no kernel in the tree: a bootable commit needs /boot/vmlinuz-KVER or /usr/lib/modules/KVER/vmlinuz")]
+    NoKernel,
+    /// A bootable commit: the tree has several kernels and none was chosen.
+    #[error("several kernels in the tree ({}): choose the one to boot with --kernel KVER", found.join(", "))]
+    SeveralKernels {
+        /// The kernel versions found.
+        found: Vec<String>,
+    },
+    /// A bootable commit: the kernel chosen is not in the tree.
+    #[error("kernel {kver} is not in the tree (it has: {})", if found.is_empty() { "none".to_owned() } else { found.join(", ") })]
+    KernelNotFound {
+        /// The version asked for.
+        kver: String,
+        /// The kernel versions found.
+        found: Vec<String>,
+    },
+    /// A bootable commit: the kernel has no modules directory.
+    #[error("{kernel}: kernel {kver} has no modules directory /usr/lib/modules/{kver}")]
+    KernelWithoutModules {
+        /// The kernel version.
+        kver: String,
+        /// Where the kernel is in the tree.
+        kernel: String,
+    },
+    /// A bootable commit: the kernel has no initramfs.
+    #[error("{kernel}: kernel {kver} has no initramfs (/boot/initrd.img-{kver}, /boot/initramfs-{kver}.img or /usr/lib/modules/{kver}/initramfs.img): build it in the tree first (update-initramfs -c -k {kver}, or dracut --kver {kver})")]
+    NoInitramfs {
+        /// The kernel version.
+        kver: String,
+        /// Where the kernel is in the tree.
+        kernel: String,
+    },
+    /// A bootable commit: `/etc` is a symlink.
+    #[error("/etc is a symlink (to {target}): a bootable commit moves /etc to /usr/etc, so /etc must be a directory")]
+    EtcSymlink {
+        /// Its target.
+        target: String,
+    },
+    /// A bootable commit: `/etc` and `/usr/etc` both exist and differ.
+    #[error("/etc and /usr/etc both exist and differ: a bootable commit moves /etc to /usr/etc; keep only one of them")]
+    UsrEtcDiffers,
+    /// A bootable commit: a path the conversion moves or creates is of the wrong kind.
+    #[error("{path} must be {expected} for a bootable commit, but is {found}")]
+    BootableShape {
+        /// The path in the tree.
+        path: String,
+        /// What it must be.
+        expected: &'static str,
+        /// What it is.
+        found: String,
+    },
+    /// A bootable commit: seed data cannot be put in its place.
+    #[error("{path} {reason}")]
+    SeedConflict {
+        /// The path in the tree.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A bootable commit: a name under `/var` cannot be written in a tmpfiles.d line.
+    #[error("{path}: the name holds a control character, which a tmpfiles.d line cannot carry")]
+    UnseedableName {
+        /// The path (escaped).
+        path: String,
+    },
     /// A remote does not exist, exists already, or its configuration is unusable.
     #[error("remote '{name}': {reason}")]
     Remote {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use store::commit::{commit, CommitOptions, Source};
+use store::commit::{commit, BootableOptions, BootableReport, CommitOptions, EtcMove, Source};
 use store::RefName;
 
 use super::RepoArg;
@@ -15,9 +15,16 @@ Examples:
   update commit --repo repo --branch os/stable --subject 'nightly' --version 1.2 rootfs/
   update commit --repo repo --branch os/stable --owner-uid 0 --owner-gid 0 rootfs.tar.zst
   update commit --repo repo --branch app git:../app:v1.0
+  update commit --repo repo --branch os/stable --bootable debian-rootfs/
 
 SOURCE is a directory, a tar archive (plain, gzip or zstd), or git:PATH[:REV].
-The new commit's id is printed on stdout; a summary goes to stderr.";
+The new commit's id is printed on stdout; a summary goes to stderr.
+
+--bootable turns a stock root filesystem (debootstrap, mkosi, a container export)
+into a tree `update deploy` boots, without copying it: /etc becomes /usr/etc, the
+kernel and its initramfs move to /usr/lib/modules/KVER/, /var and the writable
+directories (/home, /root, /opt, /srv, /mnt, /media, /usr/local) become seed data
+that systemd-tmpfiles creates at boot where a device lacks it (docs/device.md).";
 
 /// Commit a tree to a branch.
 #[derive(clap::Args, Debug)]
@@ -52,6 +59,13 @@ pub struct Args {
     /// Commit time in seconds since the epoch (for reproducible tests).
     #[arg(long, hide = true)]
     timestamp: Option<u64>,
+    /// Reshape a stock root filesystem into a commit `update deploy` boots.
+    #[arg(long)]
+    bootable: bool,
+    /// With --bootable: the kernel version to boot when the tree has several (the
+    /// others' kernel files are dropped, their modules kept).
+    #[arg(long, value_name = "KVER", requires = "bootable")]
+    kernel: Option<String>,
     /// Directory, tar archive, or `git:PATH[:REV]`.
     source: String,
 }
@@ -77,10 +91,16 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         owner_gid: args.owner_gid,
         timestamp: args.timestamp,
         sign_with: key,
+        bootable: args.bootable.then_some(BootableOptions {
+            kernel: args.kernel,
+        }),
         ..Default::default()
     };
     let outcome = commit(&repo, &source, &opts)?;
     writeln!(out, "{}", outcome.commit)?;
+    if let Some(r) = &outcome.bootable {
+        eprint!("{}", bootable_summary(r));
+    }
     let s = outcome.stats;
     eprintln!(
         "{} files, {} dirs, {} symlinks, {} bytes; {} new objects{}",
@@ -96,4 +116,47 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a bootable conversion did, a line each.
+fn bootable_summary(r: &BootableReport) -> String {
+    let mut out = format!(
+        "bootable: kernel {} (from {}, initramfs from {}) in /usr/lib/modules/{}/\n",
+        r.kver, r.kernel_from, r.initramfs_from, r.kver
+    );
+    if !r.kernels_dropped.is_empty() {
+        out += &format!(
+            "bootable: kernel files of {} dropped (modules kept)\n",
+            r.kernels_dropped.join(", ")
+        );
+    }
+    out += match r.etc {
+        EtcMove::Moved => "bootable: /etc moved to /usr/etc\n",
+        EtcMove::AlreadyInUsr => "bootable: /etc already in /usr/etc\n",
+        EtcMove::Identical => "bootable: /etc identical to /usr/etc, dropped\n",
+        EtcMove::Absent => "bootable: no /etc\n",
+    };
+    out += &format!(
+        "bootable: {} /var entries seeded from /usr/share/factory ({} lines in /{})\n",
+        r.var_entries,
+        r.tmpfiles_lines,
+        store::commit::TMPFILES_CONF
+    );
+    out += &format!(
+        "bootable: {} device nodes and {} other entries of /dev, /proc, /sys, /run, /tmp dropped\n",
+        r.dev_nodes_dropped, r.api_entries_dropped
+    );
+    if !r.boot_dropped.is_empty() {
+        out += &format!("bootable: dropped {}\n", r.boot_dropped.join(", "));
+    }
+    let links: Vec<String> = r
+        .symlinked
+        .iter()
+        .map(|(p, t)| format!("{p} -> {t}"))
+        .collect();
+    out += &format!("bootable: symlinked {}\n", links.join(", "));
+    if !r.created.is_empty() {
+        out += &format!("bootable: created {}\n", r.created.join(", "));
+    }
+    out
 }

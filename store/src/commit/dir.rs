@@ -127,6 +127,12 @@ impl Walker<'_> {
         match ft {
             FileType::RegularFile => Ok(Child::File(ename, self.file(dirfd, name, &child_rel)?)),
             FileType::Symlink => Ok(Child::File(ename, self.symlink(dirfd, name, &child_rel)?)),
+            FileType::Directory
+                if rel.as_os_str().is_empty() && self.ctx.drops_content_of(name.to_bytes()) =>
+            {
+                let (t, m) = self.api_dir(dirfd, name, &child_rel)?;
+                Ok(Child::Dir(ename, t, m))
+            }
             FileType::Directory => {
                 let fd = rustix::fs::openat(
                     dirfd,
@@ -143,6 +149,65 @@ impl Walker<'_> {
                 kind: type_name(other),
             }),
         }
+    }
+
+    /// A bootable commit's API directory (`/dev`, `/run`, ...): kept, with its metadata,
+    /// as an empty directory; what is in it is counted, never read.
+    fn api_dir(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        name: &CStr,
+        rel: &Path,
+    ) -> Result<(DirTreeId, DirMetaId)> {
+        let shown = self.shown(rel);
+        let fd = open_dir_at(dirfd, name).at_path(&shown)?;
+        let st = rustix::fs::fstat(&fd).at_path(&shown)?;
+        let attrs = xattrs::of_fd(fd.as_fd()).at_path(&shown)?;
+        let (uid, gid) = self.ctx.opts.owner(st.st_uid, st.st_gid);
+        let meta = DirMeta::new(st.st_mode & PERM_MASK, uid, gid, attrs)
+            .map_err(|e| at_entry(e, &shown.display()))?;
+        self.count_dropped(fd, &shown, 1)?;
+        self.ctx.write_dir(&DirTree::default(), &meta)
+    }
+
+    /// Count what is below a dropped directory: device nodes, and everything else.
+    fn count_dropped(&self, fd: OwnedFd, shown: &Path, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(Error::invalid(
+                format!("{}", shown.display()),
+                format!("deeper than {MAX_DEPTH} directories"),
+            ));
+        }
+        let mut subdirs = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&fd).at_path(shown)? {
+            let entry = entry.at_path(shown)?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            let ft = match entry.file_type() {
+                FileType::Unknown => {
+                    let st = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .at_path(shown.join(OsStr::from_bytes(name.to_bytes())))?;
+                    FileType::from_raw_mode(st.st_mode)
+                }
+                ft => ft,
+            };
+            let counter = match ft {
+                FileType::CharacterDevice | FileType::BlockDevice => &self.ctx.counters.dev_nodes,
+                _ => &self.ctx.counters.api_dropped,
+            };
+            Counters::add(counter, 1);
+            if ft == FileType::Directory {
+                subdirs.push(name.to_owned());
+            }
+        }
+        for name in subdirs {
+            let sub = shown.join(OsStr::from_bytes(name.to_bytes()));
+            let sub_fd = open_dir_at(fd.as_fd(), &name).at_path(&sub)?;
+            self.count_dropped(sub_fd, &sub, depth + 1)?;
+        }
+        Ok(())
     }
 
     fn file(&self, dirfd: BorrowedFd<'_>, name: &CStr, rel: &Path) -> Result<FileId> {
@@ -213,6 +278,16 @@ impl Walker<'_> {
         Counters::add(&self.ctx.counters.symlinks, 1);
         Ok(id)
     }
+}
+
+/// Open the directory `name` of `dirfd` without following a symlink.
+fn open_dir_at(dirfd: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dirfd,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 /// How an unsupported file type is named in errors.

@@ -28,6 +28,7 @@
 //! assert_eq!(out.stats.files, 1);
 //! ```
 
+mod bootable;
 mod dir;
 mod git;
 mod memtree;
@@ -41,6 +42,8 @@ use crate::error::{Error, IoResultExt, Result};
 use crate::id::CommitId;
 use crate::object::{Commit, EntryName};
 use crate::repo::{RefName, Repo, Transaction};
+
+pub use bootable::{BootableOptions, BootableReport, EtcMove, TMPFILES_CONF};
 
 /// Deepest directory nesting accepted in a source tree: the one limit every reader of a
 /// tree applies ([`crate::walk::MAX_DEPTH`]), so whatever commits also checks out.
@@ -131,6 +134,9 @@ pub struct CommitOptions {
     pub jobs: Option<usize>,
     /// Sign the commit with this key; the signature is stored before the branch moves.
     pub sign_with: Option<crate::sign::SigningKey>,
+    /// Reshape the tree into one `update deploy` boots (see [`BootableOptions`]): `/etc`
+    /// to `/usr/etc`, the kernel beside its modules, `/var` into first-boot seed data.
+    pub bootable: Option<BootableOptions>,
 }
 
 impl CommitOptions {
@@ -190,12 +196,14 @@ pub struct CommitStats {
 }
 
 /// The result of [`commit`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct CommitOutcome {
     /// The new commit.
     pub commit: CommitId,
     /// What was read and written.
     pub stats: CommitStats,
+    /// What the bootable conversion did, when [`CommitOptions::bootable`] was set.
+    pub bootable: Option<BootableReport>,
 }
 
 /// Commit `source` into `repo` and, if `opts.branch` is set, move that branch to the new
@@ -207,10 +215,14 @@ pub fn commit(repo: &Repo, source: &Source, opts: &CommitOptions) -> Result<Comm
         None => None,
     };
     let txn = repo.begin()?;
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         txn: &txn,
         opts,
         counters: Counters::default(),
+        record: opts
+            .bootable
+            .as_ref()
+            .map(|_| bootable::Recorder::default()),
     };
     let (root_tree, root_meta) = match source {
         Source::Dir(path) => {
@@ -230,6 +242,15 @@ pub fn commit(repo: &Repo, source: &Source, opts: &CommitOptions) -> Result<Comm
         Source::Git { repo: path, rev } => {
             git::commit_git(&ctx, path, rev.as_deref(), opts.worker_count())?
         }
+    };
+    // Bootable: reshape the tree just written, from the listings and headers recorded
+    // while writing it. Every refusal comes here, before the branch moves.
+    let (root_tree, root_meta, report) = match (&opts.bootable, ctx.record.take()) {
+        (Some(b), Some(rec)) => {
+            let (t, m, r) = bootable::reshape(&ctx, rec, root_tree, root_meta, b)?;
+            (t, m, Some(r))
+        }
+        _ => (root_tree, root_meta, None),
     };
     let timestamp = opts.timestamp.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -255,7 +276,11 @@ pub fn commit(repo: &Repo, source: &Source, opts: &CommitOptions) -> Result<Comm
         Some(b) => txn.commit_and_set_ref(b, &id)?,
         None => txn.commit()?,
     }
-    Ok(CommitOutcome { commit: id, stats })
+    Ok(CommitOutcome {
+        commit: id,
+        stats,
+        bootable: report,
+    })
 }
 
 /// State shared by the workers of one commit.
@@ -263,6 +288,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) txn: &'a Transaction<'a>,
     pub(crate) opts: &'a CommitOptions,
     pub(crate) counters: Counters,
+    /// For a bootable commit: every listing, metadata and file header written, so the
+    /// tree can be reshaped without reading objects back.
+    pub(crate) record: Option<bootable::Recorder>,
 }
 
 /// Running totals, updated from many threads.
@@ -272,6 +300,10 @@ pub(crate) struct Counters {
     pub(crate) dirs: AtomicU64,
     pub(crate) symlinks: AtomicU64,
     pub(crate) bytes: AtomicU64,
+    /// Device nodes left out of a bootable commit's API directories (`/dev`, ...).
+    pub(crate) dev_nodes: AtomicU64,
+    /// Other entries left out of a bootable commit's API directories.
+    pub(crate) api_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -289,8 +321,18 @@ impl Ctx<'_> {
     ) -> Result<(crate::id::DirTreeId, crate::id::DirMetaId)> {
         let meta_id = self.txn.write_dirmeta(meta)?;
         let tree_id = self.txn.write_dirtree(tree)?;
+        if let Some(r) = &self.record {
+            r.dir(tree_id, tree, meta_id, meta);
+        }
         Counters::add(&self.counters.dirs, 1);
         Ok((tree_id, meta_id))
+    }
+
+    /// Whether a bootable commit leaves out the content of the top-level directory
+    /// `name` (an API file system mounted at boot: `/dev`, `/proc`, `/sys`, `/run`,
+    /// `/tmp`).
+    pub(crate) fn drops_content_of(&self, name: &[u8]) -> bool {
+        self.opts.bootable.is_some() && bootable::API_DIRS.iter().any(|d| d.as_bytes() == name)
     }
 
     fn stats(&self) -> CommitStats {
@@ -332,7 +374,12 @@ impl<R: std::io::Read> SourceRead<R> {
         shown: &dyn std::fmt::Display,
     ) -> Result<crate::id::FileId> {
         match ctx.txn.write_file(header, &mut self) {
-            Ok(id) => Ok(id),
+            Ok(id) => {
+                if let Some(r) = &ctx.record {
+                    r.file(id, header);
+                }
+                Ok(id)
+            }
             Err(e) => match self.problem {
                 Some((kind, msg)) => Err(Error::Io {
                     path: PathBuf::from(shown.to_string()),

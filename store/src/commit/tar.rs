@@ -222,6 +222,15 @@ impl Reader<'_> {
             T::Fifo => Some("FIFO"),
             _ => None,
         };
+        // A bootable commit keeps the API directories (`/dev`, `/run`, ...) empty.
+        if comps.len() > 1 && self.ctx.drops_content_of(comps[0].as_str().as_bytes()) {
+            let counter = match etype {
+                T::Char | T::Block => &self.ctx.counters.dev_nodes,
+                _ => &self.ctx.counters.api_dropped,
+            };
+            Counters::add(counter, 1);
+            return Ok(());
+        }
         if let Some(kind) = kind {
             return Err(Error::UnsupportedFileType { path: shown, kind });
         }
