@@ -96,6 +96,7 @@ enum Command {
     Sysroot(cmd::sysroot::SysrootCommand),
     Deploy(cmd::deploy::Args),
     Status(cmd::status::Args),
+    Finalize(cmd::finalize::Args),
     MarkGood(cmd::boot::MarkGoodArgs),
     Rollback(cmd::boot::RollbackArgs),
     /// Keep a deployment whatever cleanup decides.
@@ -139,6 +140,7 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Sysroot(a) => cmd::sysroot::run(a, out),
         Command::Deploy(a) => cmd::deploy::run(a, out),
         Command::Status(a) => cmd::status::run(a, out),
+        Command::Finalize(a) => cmd::finalize::run(a, out),
         Command::MarkGood(a) => cmd::boot::mark_good(a, out),
         Command::Rollback(a) => cmd::boot::rollback(a, out),
         Command::Pin(a) => cmd::boot::pin(a, true, out),

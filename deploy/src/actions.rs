@@ -5,8 +5,8 @@ use std::path::Path;
 
 use store::durable;
 
-use crate::bls::EntriesDir;
-use crate::deployment::DeploymentId;
+use crate::bls::{EntriesDir, EntryName};
+use crate::deployment::{DeploymentId, DeploymentRef};
 use crate::error::{Error, IoResultExt, Result};
 use crate::state::State;
 use crate::sysroot::Sysroot;
@@ -52,8 +52,38 @@ pub fn mark_good(
         return Ok((d.id, MarkGood::AlreadyGood(from)));
     }
     let to = d.entry_name.blessed();
-    EntriesDir::open(&sysroot.boot_dir(), false)?.rename(&d.entry_name, &to)?;
-    Ok((d.id, MarkGood::Blessed(from, to.file_name())))
+    let entries = EntriesDir::open(&sysroot.boot_dir(), false)?;
+    if bless(&entries, &d.entry_name, &to, &booted)? {
+        Ok((d.id, MarkGood::Blessed(from, to.file_name())))
+    } else {
+        Ok((d.id, MarkGood::AlreadyGood(to.file_name())))
+    }
+}
+
+/// Rename the counted entry `from` to its blessed name `to`; `false` if someone else did it
+/// first. systemd-bless-boot (added by systemd-bless-boot-generator when the firmware sets
+/// `LoaderBootCountPath`) renames the same file at about the same time, after
+/// `boot-complete.target` as well: when our rename finds the counted name gone and the
+/// blessed name there, naming the same deployment, the entry is good and that is success.
+fn bless(
+    entries: &EntriesDir,
+    from: &EntryName,
+    to: &EntryName,
+    booted: &DeploymentRef,
+) -> Result<bool> {
+    let Err(e) = entries.rename(from, to) else {
+        return Ok(true);
+    };
+    let gone =
+        matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+    if gone {
+        if let Ok(entry) = entries.read(to) {
+            if crate::state::entry_deployment(&entry).as_ref() == Some(booted) {
+                return Ok(false);
+            }
+        }
+    }
+    Err(e)
 }
 
 /// Make the rollback deployment (see [`State::rollback`]) the default: its entry is
@@ -115,4 +145,44 @@ pub fn set_pinned(
         &dir.join(d.id.origin_name()),
     )?;
     Ok(d.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bls::Entry;
+
+    /// systemd-bless-boot renamed the entry between `mark-good` reading the entries and
+    /// renaming: the counted name is gone, the blessed one names the booted deployment.
+    #[test]
+    fn a_rename_lost_to_systemd_bless_boot_is_already_good() {
+        let t = tempfile::tempdir().unwrap();
+        let entries = EntriesDir::open(t.path(), true).unwrap();
+        let booted = DeploymentRef::parse(&format!("os/{}.0", "a".repeat(64))).unwrap();
+        let entry = Entry {
+            linux: "/vmlinuz".into(),
+            options: vec![format!("root=/dev/vda2 update.deployment={booted}")],
+            ..Entry::default()
+        };
+        let blessed = EntryName::new("update-os-2").unwrap();
+        let counted = blessed.with_tries(2).unwrap();
+        entries.write(&counted, &entry).unwrap();
+        assert!(bless(&entries, &counted, &blessed, &booted).unwrap());
+        assert!(entries.read(&counted).is_err());
+
+        // The race: systemd-bless-boot renames first, our rename comes second.
+        let blessed = EntryName::new("update-os-3").unwrap();
+        let counted = blessed.with_tries(1).unwrap();
+        entries.write(&counted, &entry).unwrap();
+        entries.rename(&counted, &blessed).unwrap();
+        assert!(!bless(&entries, &counted, &blessed, &booted).unwrap());
+
+        // Gone, and the blessed name boots something else: an error, not success.
+        let stranger = DeploymentRef::parse(&format!("os/{}.0", "b".repeat(64))).unwrap();
+        let e = bless(&entries, &counted, &blessed, &stranger).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        // Neither name there: the error stays.
+        let lost = EntryName::new("update-os-9").unwrap();
+        assert!(bless(&entries, &lost.with_tries(1).unwrap(), &lost, &booted).is_err());
+    }
 }

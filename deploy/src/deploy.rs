@@ -163,6 +163,9 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
     let deploy_dir = sysroot.deployments_dir(&os);
     let dir_fd = store::durable::open_dir(&deploy_dir).at_path(&deploy_dir)?;
     clean_leftovers(&deploy_dir, dir_fd.as_fd(), &state)?;
+    for d in state.deployments.iter().filter(|d| d.present) {
+        crate::finalize::remove_leftover(dir_fd.as_fd(), &deploy_dir, &d.id)?;
+    }
     let entries = EntriesDir::open(&boot, true)?;
     entries.clean_temp()?;
     for dup in &state.duplicates {
@@ -295,6 +298,7 @@ pub fn deploy(sysroot: &Sysroot, opts: &DeployOptions) -> Result<DeployReport> {
         deployed_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+        etc_merged_from: merge_from.map(|d| d.id),
     };
     let publish = (|| {
         tracing::debug!(dir = %deploy_dir.display(), "deploy: syncfs");
@@ -468,7 +472,7 @@ fn kind_at(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Option<FileT
 
 /// The directory `name` in `dir`, opened without following a symlink; `None` if it is
 /// missing or not a real directory.
-fn sub_dir(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Option<OwnedFd>> {
+pub(crate) fn sub_dir(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Option<OwnedFd>> {
     match durable::open_dir_at(dir, name) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Ok(None),
@@ -478,7 +482,7 @@ fn sub_dir(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Option<Owned
 
 /// The commit's `/etc` defaults (its `/usr/etc`, or its `/etc` which becomes `/usr/etc`):
 /// every regular file's object id and header, for the merge to check the copies against.
-fn etc_defaults(repo: &Repo, commit: &CommitId) -> Result<Expected> {
+pub(crate) fn etc_defaults(repo: &Repo, commit: &CommitId) -> Result<Expected> {
     let mut expected = Expected::default();
     for prefix in ["usr/etc", "etc"] {
         if shape::dir_at(repo, commit, prefix)?.is_none() {

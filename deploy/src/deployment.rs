@@ -52,6 +52,21 @@ impl DeploymentId {
     }
 }
 
+impl Serialize for DeploymentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeploymentId {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<DeploymentId, D::Error> {
+        let s = String::deserialize(d)?;
+        DeploymentId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.commit, self.serial)
@@ -114,6 +129,11 @@ pub struct Origin {
     /// Seconds since the epoch when it was deployed.
     #[serde(default)]
     pub deployed_at: u64,
+    /// The deployment whose running `/etc` was merged into this one's at deploy time (the
+    /// booted one; offline, the previous default). `update finalize` merges again from it
+    /// at shutdown when it is still the booted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etc_merged_from: Option<DeploymentId>,
 }
 
 impl Origin {
@@ -172,7 +192,11 @@ mod tests {
             version: Some("2".into()),
             boot_dir: "update/os/6.1-abc".into(),
             deployed_at: 5,
+            etc_merged_from: Some(DeploymentId::parse(&format!("{}.2", "b".repeat(64))).unwrap()),
         };
+        assert!(o
+            .to_text()
+            .contains(&format!("etc-merged-from = \"{}.2\"", "b".repeat(64))));
         let p = tempfile::tempdir().unwrap();
         let f = p.path().join("x.origin");
         std::fs::write(&f, o.to_text()).unwrap();

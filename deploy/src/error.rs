@@ -269,6 +269,26 @@ pub enum Error {
         /// What changed ("vanished while the merge read it", ...).
         what: &'static str,
     },
+    /// `finalize` needs a directory of the booted or the pending deployment that is missing
+    /// or is not a real directory.
+    #[error("cannot finalize {deployment}: the {what} {} is missing or not a directory", path.display())]
+    FinalizeInput {
+        /// The pending deployment.
+        deployment: String,
+        /// Which directory ("booted /etc", "pending /usr/etc", ...).
+        what: &'static str,
+        /// Where it should be.
+        path: PathBuf,
+    },
+    /// The filesystem cannot swap two directories in one step (`renameat2` with
+    /// `RENAME_EXCHANGE`), which `finalize` needs to replace an `/etc` atomically.
+    #[error("cannot swap the finalized /etc in at {}: the filesystem does not support renameat2(RENAME_EXCHANGE); the deploy-time /etc stays", path.display())]
+    NoExchange {
+        /// The `/etc` to be replaced.
+        path: PathBuf,
+        /// What the kernel said.
+        source: io::Error,
+    },
 }
 
 /// Shorthand for results of this crate.

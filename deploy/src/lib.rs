@@ -15,6 +15,7 @@ pub mod bootfiles;
 pub mod cmdline;
 pub mod deploy;
 pub mod deployment;
+pub mod finalize;
 pub mod prepare_root;
 pub mod shape;
 pub mod space;

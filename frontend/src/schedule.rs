@@ -1,6 +1,6 @@
 //! `update config schedule monthly|hourly|minute N`: every N months, hours or minutes.
-//! Written as systemd units (`update.timer` + `update.service`, with the mark-good unit of
-//! the deploy engine beside them) and used by `update` without `--now` and `update agent`
+//! Written as systemd units (`update.timer` + `update.service`, with the mark-good and
+//! finalize units of the deploy engine beside them) and used by `update` without `--now` and `update agent`
 //! to find the next window.
 
 use std::fmt;
@@ -238,14 +238,19 @@ pub fn units(schedule: &Schedule, update_bin: &str) -> Vec<(&'static str, String
             ),
         ),
         ("update-mark-good.service", MARK_GOOD_UNIT.replace("/usr/bin/update", update_bin)),
+        ("update-finalize.service", FINALIZE_UNIT.replace("/usr/bin/update", update_bin)),
     ]
 }
 
 /// The deploy engine's mark-good unit (`dist/systemd/update-mark-good.service`).
 pub const MARK_GOOD_UNIT: &str = include_str!("../../dist/systemd/update-mark-good.service");
 
+/// The deploy engine's shutdown-time finalization unit
+/// (`dist/systemd/update-finalize.service`).
+pub const FINALIZE_UNIT: &str = include_str!("../../dist/systemd/update-finalize.service");
+
 /// Write the units under `root` (each atomically) and enable the timer and the mark-good
-/// unit the way `systemctl enable` does: symlinks in the `.wants` directories.
+/// and finalize units the way `systemctl enable` does: symlinks in the `.wants` directories.
 pub fn write_units(root: &Path, schedule: &Schedule, update_bin: &str) -> Result<Vec<PathBuf>> {
     let root_fd = store::durable::open_dir(root).map_err(|e| Error::Io {
         path: root.to_path_buf(),
@@ -267,6 +272,7 @@ pub fn write_units(root: &Path, schedule: &Schedule, update_bin: &str) -> Result
     for (wants, unit) in [
         ("timers.target.wants", "update.timer"),
         ("basic.target.wants", "update-mark-good.service"),
+        ("basic.target.wants", "update-finalize.service"),
     ] {
         let w = durable::mkdir_all_at(dir.as_fd(), Path::new(wants), &dir_path.join(wants))?;
         let link = format!("../{unit}");

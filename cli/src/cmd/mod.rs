@@ -11,6 +11,7 @@ pub mod commit;
 pub mod config;
 pub mod deploy;
 pub mod diff;
+pub mod finalize;
 pub mod front;
 pub mod fsck;
 pub mod generate;
