@@ -79,6 +79,9 @@ enum Command {
         after_help = "Examples:\n  update sysroot init --sysroot /mnt/root --os debian --esp /mnt/root/efi --karg root=/dev/vda2"
     )]
     Sysroot(cmd::sysroot::SysrootCommand),
+    /// Install a commit onto a new device: a disk, an image file, or mounted filesystems.
+    #[command(subcommand)]
+    Install(cmd::install::InstallCommand),
     Deploy(cmd::deploy::Args),
     Status(cmd::status::Args),
     MarkGood(cmd::boot::MarkGoodArgs),
@@ -114,6 +117,7 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Pull(a) => cmd::pull::run(a, out),
         Command::Mirror(a) => cmd::mirror::run(a, out),
         Command::Sysroot(a) => cmd::sysroot::run(a, out),
+        Command::Install(a) => cmd::install::run(a, out),
         Command::Deploy(a) => cmd::deploy::run(a, out),
         Command::Status(a) => cmd::status::run(a, out),
         Command::MarkGood(a) => cmd::boot::mark_good(a, out),

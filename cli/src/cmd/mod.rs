@@ -11,6 +11,7 @@ pub mod front;
 pub mod fsck;
 pub mod generate;
 pub mod init;
+pub mod install;
 pub mod key;
 pub mod log;
 pub mod ls;
