@@ -87,19 +87,24 @@ pub fn to_disk(
     };
     let lay = Layout::new(t.size, dopts.esp_size)?
         .ok_or_else(|| too_small(0, dopts.esp_size + 2 * layout::ALIGN))?;
-    let workdir = match &dopts.workdir {
-        Some(w) => w.clone(),
-        None => match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        },
+    let workdir = match (&dopts.workdir, &t.kind) {
+        (Some(w), _) => w.clone(),
+        (None, Kind::Image { .. }) => workdir_of(path),
+        // Not /dev: a block device's staging goes where large temp files go.
+        (None, Kind::Block { .. }) => PathBuf::from("/var/tmp"),
     };
-    let work = tempfile::Builder::new()
-        .prefix(".update-install-stage-")
-        .tempdir_in(&workdir)
-        .at_path(&workdir)?;
-    let root = work.path().join("root");
-    let esp = work.path().join("esp");
+    // One staging directory per target name: a run that was cut off left it, and this
+    // run removes it before starting over.
+    let name = path
+        .file_name()
+        .map_or_else(|| "disk".into(), |n| n.to_string_lossy().into_owned());
+    let work = Stage(workdir.join(format!(".{name}.update-install-stage")));
+    if std::fs::symlink_metadata(&work.0).is_ok() {
+        std::fs::remove_dir_all(&work.0).at_path(&work.0)?;
+    }
+    std::fs::create_dir(&work.0).at_path(&work.0)?;
+    let root = work.0.join("root");
+    let esp = work.0.join("esp");
     for d in [&root, &esp] {
         std::fs::create_dir(d).at_path(d)?;
     }
@@ -109,13 +114,17 @@ pub fn to_disk(
     let root_uuid = uuid_v4()?;
     let volid = hex::encode(random::<4>()?).to_uppercase();
     let esp_uuid = format!("{}-{}", &volid[..4], &volid[4..]);
+    let root_karg = format!("root=UUID={root_uuid}");
+    let place = stage::Place {
+        root: &root,
+        esp: &esp,
+        root_karg: &root_karg,
+        esp_uuid: Some(&esp_uuid),
+    };
     let staged = stage::populate(
-        &root,
-        &esp,
+        &place,
         opts,
         &checked,
-        &format!("root=UUID={root_uuid}"),
-        Some(&esp_uuid),
         &mut |repo, commit| {
             let needed = stage::root_need(repo, commit)?;
             if needed > lay.root_size {
@@ -168,6 +177,16 @@ pub fn to_disk(
         esp_uuid,
         restarted: t.unfinished,
     })
+}
+
+/// The staging directory, removed when the install ends (not when it is killed: the next
+/// run removes it then).
+struct Stage(PathBuf);
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn workdir_of(path: &Path) -> PathBuf {
@@ -242,16 +261,13 @@ pub fn to_filesystem(
         ));
     }
     let esp_uuid = tools::mount_uuid(esp).ok();
-    let staged = stage::populate(
-        mountpoint,
+    let place = stage::Place {
+        root: mountpoint,
         esp,
-        opts,
-        &checked,
-        &root_karg,
-        esp_uuid.as_deref(),
-        &mut |_, _| Ok(()),
-        progress,
-    )?;
+        root_karg: &root_karg,
+        esp_uuid: esp_uuid.as_deref(),
+    };
+    let staged = stage::populate(&place, opts, &checked, &mut |_, _| Ok(()), progress)?;
     for d in [mountpoint, esp] {
         let fd = store::durable::open_dir(d).at_path(d)?;
         rustix::fs::syncfs(&fd).at_path(d)?;

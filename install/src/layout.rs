@@ -38,7 +38,7 @@ impl Layout {
                 format!("must be at least {} MiB", MIN_ESP >> 20),
             ));
         }
-        if esp_size % ALIGN != 0 {
+        if !esp_size.is_multiple_of(ALIGN) {
             return Err(Error::invalid(
                 format!("ESP size {esp_size} bytes"),
                 "must be a whole number of MiB",

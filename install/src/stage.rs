@@ -222,25 +222,40 @@ pub fn root_need(repo: &Repo, commit: &CommitId) -> Result<u64> {
     Ok(need.max(inodes.saturating_mul(16384) + (64 << 20)))
 }
 
-/// Lay out the sysroot in `root` and the ESP in `esp` (both existing directories) and
-/// deploy. `root_karg` is `root=...` for the kernel command line; `esp_uuid` the ESP's
-/// filesystem UUID for `/etc/fstab` (none: no line, a warning). `need_check` is called
-/// with the repository and commit before the deploy, to refuse a too small target.
+/// Where [`populate`] lays things out.
+pub(crate) struct Place<'a> {
+    /// The sysroot (an existing directory).
+    pub root: &'a Path,
+    /// The ESP (an existing directory).
+    pub esp: &'a Path,
+    /// `root=...` for the kernel command line.
+    pub root_karg: &'a str,
+    /// The ESP's filesystem UUID for `/etc/fstab` (none: no line, a warning).
+    pub esp_uuid: Option<&'a str>,
+}
+
+/// Lay out the sysroot and the ESP and deploy. `need_check` is called with the
+/// repository and commit before the deploy, to refuse a too small target.
 pub(crate) fn populate(
-    root: &Path,
-    esp: &Path,
+    place: &Place<'_>,
     opts: &Options,
     checked: &Checked,
-    root_karg: &str,
-    esp_uuid: Option<&str>,
     need_check: &mut dyn FnMut(&Repo, &CommitId) -> Result<()>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Staged> {
+    let Place {
+        root,
+        esp,
+        root_karg,
+        esp_uuid,
+    } = *place;
     let mut warnings = Vec::new();
+    // Key files for the remote and an empty kernel command line for deploy: small, so in
+    // the system's temp directory, not on the target.
     let work = tempfile::Builder::new()
-        .prefix(".update-install-")
-        .tempdir_in(root.parent().unwrap_or(root))
-        .at_path(root)?;
+        .prefix("update-install-")
+        .tempdir()
+        .at_path(std::env::temp_dir())?;
     // The repository first: the OS name may come from the commit.
     let upd = root.join(UPDATE_DIR);
     std::fs::create_dir_all(&upd).at_path(&upd)?;

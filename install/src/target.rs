@@ -34,7 +34,7 @@ pub enum Kind {
         /// Whether a target file exists (and `--force` was given).
         replaces: bool,
     },
-    /// A whole-disk block device, held open with `O_EXCL` for the whole install.
+    /// A whole-disk block device (checked not to be open exclusively elsewhere).
     Block {
         /// The open device.
         file: File,
@@ -178,7 +178,9 @@ fn block(path: &Path, m: &std::fs::Metadata) -> Result<Target> {
             });
         }
     }
-    let mut file = match std::fs::OpenOptions::new()
+    // Exclusive only for this check: mkfs opens the disk exclusively itself and refuses
+    // one held by us. Its own O_EXCL guards the disk while it writes.
+    let excl = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc_o_excl())
@@ -193,6 +195,12 @@ fn block(path: &Path, m: &std::fs::Metadata) -> Result<Target> {
         }
         Err(e) => return Err(e).at_path(path),
     };
+    drop(excl);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .at_path(path)?;
     let size = file.seek(SeekFrom::End(0)).at_path(path)?;
     let mut head = vec![0u8; MARKER.len()];
     file.seek(SeekFrom::Start(0)).at_path(path)?;
