@@ -549,6 +549,8 @@ fn to_disk_onto_loop_devices() {
         .to_str()
         .unwrap()
         .to_owned();
+    // The scan at attach does not always list them without udev; partx asks again.
+    let _ = Command::new("partx").args(["-a", &lo.0]).status();
     let dev = std::fs::read_to_string(format!("/sys/block/{name}/{name}p1/dev"))
         .expect("partition scanned");
     let (maj, min) = dev.trim().split_once(':').unwrap();
