@@ -587,3 +587,73 @@ fn to_disk_onto_loop_devices() {
     drop(lo);
     assert_bootable(&backing);
 }
+
+/// `to-filesystem` into directories: without a mount, root= must be given; with it, the
+/// sysroot and ESP are laid out in place, the ESP without an fstab line (said).
+#[test]
+fn to_filesystem_needs_root_karg_off_a_mount_and_lays_out_in_place() {
+    let b = Builder::new();
+    b.repo("bare", true);
+    b.sh("mkdir -p mnt/root mnt/esp");
+    let base = [
+        "install",
+        "to-filesystem",
+        "mnt/root",
+        "--esp",
+        "mnt/esp",
+        "--repo",
+        "repo",
+        "--ref",
+        "os/main",
+        "--key",
+        "release=release.pub",
+        "--source",
+        "http://10.0.2.2:8080/repo",
+    ];
+    let run = b.update(&base);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(run.stderr.contains("mnt/root: cannot tell the filesystem UUID for root= (mnt/root is not a mount point); give --root-karg"), "{}", run.describe());
+    assert!(
+        std::fs::read_dir(b.path("mnt/root"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing written"
+    );
+    let mut args = base.to_vec();
+    args.extend(["--root-karg", "root=/dev/md0"]);
+    let run = b.update(&args);
+    run.success();
+    assert!(
+        run.stdout.contains("root=/dev/md0 (as given)"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.stderr
+            .contains("warning: no /etc/fstab line for the ESP"),
+        "{}",
+        run.describe()
+    );
+    let toml = std::fs::read_to_string(b.path("mnt/root/update/sysroot.toml")).unwrap();
+    assert!(
+        toml.contains("boot = \"/efi\"") && toml.contains("root=/dev/md0"),
+        "{toml}"
+    );
+    assert_eq!(
+        std::fs::read(b.path("mnt/esp/EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        b"fake-systemd-boot\n"
+    );
+    let entries: Vec<_> = std::fs::read_dir(b.path("mnt/esp/loader/entries"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(entries.len(), 1);
+    // Not empty any more: a second install is refused.
+    let run = b.update(&args);
+    assert!(
+        run.stderr.contains("not empty (holds update)"),
+        "{}",
+        run.describe()
+    );
+}
