@@ -80,7 +80,10 @@ enum Command {
     )]
     Sysroot(cmd::sysroot::SysrootCommand),
     /// Install a commit onto a new device: a disk, an image file, or mounted filesystems.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  update install to-disk disk.img --size 4G --repo R --ref os/stable --key release=release.pub --source https://updates.example.com/repo\n  update install to-filesystem /mnt/root --esp /mnt/esp --repo R --ref os/stable --key release=release.pub"
+    )]
     Install(cmd::install::InstallCommand),
     Deploy(cmd::deploy::Args),
     Status(cmd::status::Args),
