@@ -94,6 +94,13 @@ enum Command {
         after_help = "Examples:\n  update sysroot init --sysroot /mnt/root --os debian --esp /mnt/root/efi --karg root=/dev/vda2"
     )]
     Sysroot(cmd::sysroot::SysrootCommand),
+    /// Install a commit onto a new device: a disk, an image file, or mounted filesystems.
+    #[cfg(feature = "builder")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  update install to-disk disk.img --size 4G --repo R --ref os/stable --key release=release.pub --source https://updates.example.com/repo\n  update install to-filesystem /mnt/root --esp /mnt/esp --repo R --ref os/stable --key release=release.pub"
+    )]
+    Install(cmd::install::InstallCommand),
     Deploy(cmd::deploy::Args),
     Status(cmd::status::Args),
     Finalize(cmd::finalize::Args),
@@ -138,6 +145,8 @@ fn run(command: Command, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "builder")]
         Command::Mirror(a) => cmd::mirror::run(a, out),
         Command::Sysroot(a) => cmd::sysroot::run(a, out),
+        #[cfg(feature = "builder")]
+        Command::Install(a) => cmd::install::run(a, out),
         Command::Deploy(a) => cmd::deploy::run(a, out),
         Command::Status(a) => cmd::status::run(a, out),
         Command::Finalize(a) => cmd::finalize::run(a, out),

@@ -18,6 +18,8 @@ pub mod generate;
 #[cfg(feature = "builder")]
 pub mod init;
 #[cfg(feature = "builder")]
+pub mod install;
+#[cfg(feature = "builder")]
 pub mod key;
 pub mod log;
 pub mod ls;
