@@ -39,7 +39,9 @@ homepage=$(workspace_field repository)
 version="$upstream_version-1"
 arch=$(dpkg --print-architecture)
 commit=$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}
+# Exported only after the build: zstd-sys's build script tracks SOURCE_DATE_EPOCH, so a cargo
+# build with it set and one without (the test suite's) would each rebuild the binaries.
+epoch=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}
 
 # --- the binaries ---------------------------------------------------------------------
 if [ -x "$repo/scripts/build-device.sh" ]; then
@@ -54,6 +56,8 @@ else
     update_bin=$target/release/update
     prepare_bin=
 fi
+
+export SOURCE_DATE_EPOCH=$epoch
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/build-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT
