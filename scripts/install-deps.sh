@@ -47,6 +47,11 @@ PACKAGES=(
     e2fsprogs         # mkfs.ext4 -d fills the root image from a directory
     cpio              # packs the initramfs
     kmod              # depmod / modprobe --show-depends on the unpacked kernel
+    # The Debian package (scripts/build-deb.sh, cli/tests/package.rs).
+    dpkg-dev          # dpkg-shlibdeps computes the package's Depends from the binaries
+    binutils          # objcopy strips the packaged binaries
+    lintian           # the package must be lintian clean of errors
+    dracut-core       # the dracut module is proven by building an initramfs with it
 )
 # What the benchmarks add (`--bench`): the peers they race.
 if [ "${1:-}" = --bench ]; then
