@@ -52,6 +52,10 @@ PACKAGES=(
     binutils          # objcopy strips the packaged binaries
     lintian           # the package must be lintian clean of errors
     dracut-core       # the dracut module is proven by building an initramfs with it
+    # The device VM test (cli/tests/device_vm.rs, tests/device/): a real Debian tree.
+    debootstrap       # builds the bookworm base tree (cached in /var/cache/update-tests)
+    zstd              # the cached base tree is a zstd tar
+    python3           # picks a free port and reads sfdisk's JSON
 )
 # What the benchmarks add (`--bench`): the peers they race.
 if [ "${1:-}" = --bench ]; then
