@@ -417,3 +417,51 @@ fn mark_good_after_systemd_bless_boot_says_already_good() {
     );
     assert_eq!(dev.entries(), ["update-os-1.conf"]);
 }
+
+/// `update config schedule` writes update-finalize.service beside the other units, with
+/// the ostree-finalize-staged shape, and enables it.
+#[test]
+fn config_schedule_writes_and_enables_the_finalize_unit() {
+    let t = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(update_bin());
+    cmd.args(["config", "--root", t.path().to_str().unwrap()])
+        .args(["schedule", "hourly", "6"]);
+    run_command(cmd, Duration::from_secs(60)).success();
+    let units = t.path().join("etc/systemd/system");
+    let unit = std::fs::read_to_string(units.join("update-finalize.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStop="))
+        .expect(&unit);
+    assert!(
+        exec.starts_with('/') && exec.ends_with(" finalize --sysroot /sysroot"),
+        "{unit}"
+    );
+    for line in [
+        "ConditionKernelCommandLine=update.deployment",
+        "DefaultDependencies=no",
+        "RequiresMountsFor=/sysroot",
+        "After=local-fs.target",
+        "Before=basic.target final.target",
+        "Conflicts=final.target",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "TimeoutStopSec=5min",
+        "WantedBy=basic.target",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "lacks {line:?}:\n{unit}");
+    }
+    assert!(!unit.contains("ExecStart="), "{unit}");
+    let link = units.join("basic.target.wants/update-finalize.service");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("../update-finalize.service")
+    );
+    let mark_good = std::fs::read_to_string(units.join("update-mark-good.service")).unwrap();
+    assert!(
+        mark_good
+            .lines()
+            .any(|l| l.starts_with("After=") && l.contains("systemd-bless-boot.service")),
+        "{mark_good}"
+    );
+}
