@@ -53,11 +53,14 @@ d var/tmp 1777 {u} {g}
 d var/spool 0755 {u} {g}
 l var/spool/mail ../mail {u} {g}
 d var/mail 2775 {u} {g}
+d var/opt 0755 {u} {g}
 l var/run /run {u} {g}
 l var/lock /run/lock {u} {g}
 d root 0700 {u} {g}
 f root/.profile 0644 {u} {g} profile
 d home 0755 {u} {g}
+d opt 0755 {u} {g}
+f opt/app 0644 {u} {g} app
 d srv 0755 {u} {g}
 d mnt 0755 {u} {g}
 d media 0755 {u} {g}
@@ -88,7 +91,8 @@ C /var/lib/dpkg/status - - - -
 d /var/log 0755 {u} {g} -
 d /var/mail 2775 {u} {g} -
 d /var/mnt 0755 {u} {g} -
-d /var/opt 0755 0 0 -
+d /var/opt 0755 {u} {g} -
+C /var/opt/app - - - -
 d /var/roothome 0700 {u} {g} -
 C /var/roothome/.profile - - - -
 d /var/spool 0755 {u} {g} -
@@ -209,7 +213,7 @@ fn stock_rootfs_becomes_the_tree_deploy_boots() {
     for line in [
         format!("bootable: kernel {KVER} (from /boot/vmlinuz-{KVER}, initramfs from /boot/initrd.img-{KVER})"),
         "bootable: /etc moved to /usr/etc".to_owned(),
-        "bootable: 9 /var entries seeded from /usr/share/factory (19 lines in /usr/lib/tmpfiles.d/update-var.conf)".to_owned(),
+        "bootable: 9 /var entries seeded from /usr/share/factory (20 lines in /usr/lib/tmpfiles.d/update-var.conf)".to_owned(),
         "bootable: 2 device nodes and 4 other entries of /dev, /proc, /sys, /run, /tmp dropped".to_owned(),
         "bootable: dropped /boot/grub/, /vmlinuz, /initrd.img".to_owned(),
         "bootable: symlinked /home -> var/home, /root -> var/roothome, /opt -> var/opt, /srv -> var/srv, /mnt -> var/mnt, /media -> run/media, /usr/local -> ../var/usrlocal".to_owned(),
@@ -248,6 +252,7 @@ fn stock_rootfs_becomes_the_tree_deploy_boots() {
     assert_eq!(read(&f.join("var/lib/dpkg/status")), "Package: base");
     assert_eq!(read(&f.join("var/roothome/.profile")), "profile");
     assert_eq!(read(&f.join("var/usrlocal/bin/tool")), "t");
+    assert_eq!(read(&f.join("var/opt/app")), "app");
     assert_eq!(link(&f.join("var/spool/mail")), "../mail");
     assert!(!f.join("var/run").exists() && !f.join("var/lock").exists());
     assert_eq!(
@@ -329,6 +334,7 @@ fn generated_tmpfiles_seed_an_empty_var_and_never_overwrite() {
     assert_eq!(read(&var.join("lib/a b%c")), "odd");
     assert_eq!(read(&var.join("roothome/.profile")), "profile");
     assert_eq!(read(&var.join("usrlocal/bin/tool")), "t");
+    assert_eq!(read(&var.join("opt/app")), "app");
     assert_eq!(link(&var.join("spool/mail")), "../mail");
     assert!(var.join("home").is_dir() && var.join("opt").is_dir());
     use std::os::unix::fs::PermissionsExt;
@@ -524,4 +530,14 @@ fn kernel_needs_bootable() {
         b.src.to_str().unwrap(),
     ]);
     assert_eq!(run.code(), Some(2), "{}", run.describe());
+}
+
+#[test]
+fn opt_and_var_opt_both_with_content_are_refused() {
+    let b = Builder::new();
+    b.refused(
+        |src| std::fs::write(src.join("var/opt/other"), "x").unwrap(),
+        &[],
+        "/opt has content, and so has the directory of /var it moves to",
+    );
 }

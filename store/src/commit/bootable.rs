@@ -689,30 +689,26 @@ impl Reshape<'_> {
             }
         }
         let mut lines = Vec::new();
+        let mut var_content = None;
         match self.kind("var")? {
             Kind::File(h) => return Err(shape("/var", "a directory", &h)),
             Kind::Missing => {
                 self.ensure_dir("var", 0o755)?;
             }
             Kind::Dir => {
-                let objs = &self.objs;
-                let var = self.root.dir_mut(objs, "var")?;
-                if let Some(var) = var {
+                if let Some(var) = self.root.dir_mut(&self.objs, "var")? {
                     let mut content = Dir::empty(var.meta);
                     content.entries = std::mem::take(&mut var.entries);
                     for n in VAR_RUNTIME {
                         content.entries.remove(&EntryName::new(n)?);
                     }
-                    let ent = Ent::Dir(content);
-                    seed_lines(objs, &ent, "/var", false, &mut lines)?;
-                    self.report.var_entries = lines.len() as u64;
-                    self.root
-                        .put(objs, &format!("{FACTORY}/var"), ent, self.dir_meta)?;
+                    var_content = Some(content);
                 }
             }
         }
+        let mut linked = Vec::new();
         for (path, target, seeded) in LINKED {
-            let ent = match self.kind(path)? {
+            let mut ent = match self.kind(path)? {
                 Kind::Dir => self.take(path)?,
                 Kind::File(h) if h.is_symlink() => {
                     if h.symlink_target == target.as_bytes() {
@@ -725,16 +721,36 @@ impl Reshape<'_> {
                 Kind::File(h) => return Err(shape(&format!("/{path}"), "a directory", &h)),
                 Kind::Missing => Ent::Dir(Dir::empty(self.default_meta_for(seeded)?)),
             };
+            // Debian has an empty /var/opt beside /opt: one of the two may have content.
+            if let (Some(rest), Some(var)) = (seeded.strip_prefix("var/"), var_content.as_mut()) {
+                if let Some(existing) = var.entries.remove(&EntryName::new(rest)?) {
+                    if is_empty_dir(&self.objs, &ent)? {
+                        ent = existing;
+                    } else if !is_empty_dir(&self.objs, &existing)? {
+                        return Err(Error::SeedConflict {
+                            path: format!("/{path}"),
+                            reason: "has content, and so has the directory of /var it moves \
+                                     to: merge them in the tree first",
+                        });
+                    }
+                }
+            }
+            linked.push((path, target, seeded, ent));
+        }
+        if let Some(content) = var_content {
+            let ent = Ent::Dir(content);
+            seed_lines(&self.objs, &ent, "/var", false, &mut lines)?;
+            self.report.var_entries = lines.len() as u64;
+            self.root
+                .put(&self.objs, &format!("{FACTORY}/var"), ent, self.dir_meta)?;
+        }
+        for (path, target, seeded, ent) in linked {
             seed_lines(&self.objs, &ent, &format!("/{seeded}"), true, &mut lines)?;
             let at = format!("{FACTORY}/{seeded}");
             if !self.root.put(&self.objs, &at, ent, self.dir_meta)? {
                 return Err(Error::SeedConflict {
                     path: format!("/{path}"),
-                    reason: if seeded.starts_with("var/") {
-                        "has content and so has /var/ under the name it is moved to"
-                    } else {
-                        "cannot be moved to its seed place"
-                    },
+                    reason: "cannot be moved to its seed place",
                 });
             }
             if matches!(self.kind(path)?, Kind::Missing) {
@@ -779,6 +795,20 @@ fn ids(e: &Ent) -> Option<(DirTreeId, DirMetaId)> {
         Ent::Dir(d) => d.is_lazy(),
         Ent::File(_) => None,
     }
+}
+
+/// Whether `e` is a directory with nothing in it.
+fn is_empty_dir(objs: &Objects, e: &Ent) -> Result<bool> {
+    Ok(match e {
+        Ent::File(_) => false,
+        Ent::Dir(d) => match d.is_lazy() {
+            Some((t, _)) => {
+                let t = objs.tree(&t)?;
+                t.files.is_empty() && t.dirs.is_empty()
+            }
+            None => d.entries.is_empty(),
+        },
+    })
 }
 
 /// How many entries are in and below `ents`.

@@ -152,7 +152,9 @@ impl Walker<'_> {
     }
 
     /// A bootable commit's API directory (`/dev`, `/run`, ...): kept, with its metadata,
-    /// as an empty directory; what is in it is counted, never read.
+    /// as an empty directory; what is in it is counted, never read. Only `/dev` is
+    /// counted to the bottom (device nodes sit in subdirectories too); a `/proc` or
+    /// `/sys` left mounted in a chroot is not walked.
     fn api_dir(
         &self,
         dirfd: BorrowedFd<'_>,
@@ -166,12 +168,13 @@ impl Walker<'_> {
         let (uid, gid) = self.ctx.opts.owner(st.st_uid, st.st_gid);
         let meta = DirMeta::new(st.st_mode & PERM_MASK, uid, gid, attrs)
             .map_err(|e| at_entry(e, &shown.display()))?;
-        self.count_dropped(fd, &shown, 1)?;
+        let all = name.to_bytes() == b"dev";
+        self.count_dropped(fd, &shown, 1, all)?;
         self.ctx.write_dir(&DirTree::default(), &meta)
     }
 
     /// Count what is below a dropped directory: device nodes, and everything else.
-    fn count_dropped(&self, fd: OwnedFd, shown: &Path, depth: usize) -> Result<()> {
+    fn count_dropped(&self, fd: OwnedFd, shown: &Path, depth: usize, all: bool) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(Error::invalid(
                 format!("{}", shown.display()),
@@ -198,14 +201,14 @@ impl Walker<'_> {
                 _ => &self.ctx.counters.api_dropped,
             };
             Counters::add(counter, 1);
-            if ft == FileType::Directory {
+            if all && ft == FileType::Directory {
                 subdirs.push(name.to_owned());
             }
         }
         for name in subdirs {
             let sub = shown.join(OsStr::from_bytes(name.to_bytes()));
             let sub_fd = open_dir_at(fd.as_fd(), &name).at_path(&sub)?;
-            self.count_dropped(sub_fd, &sub, depth + 1)?;
+            self.count_dropped(sub_fd, &sub, depth + 1, all)?;
         }
         Ok(())
     }
