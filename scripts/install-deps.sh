@@ -56,6 +56,7 @@ PACKAGES=(
     debootstrap       # builds the bookworm base tree (cached in /var/cache/update-tests)
     zstd              # the cached base tree is a zstd tar
     python3           # picks a free port and reads sfdisk's JSON
+    socat             # qemu's guestfwd runs it per guest connection, relaying to the server
 )
 # What the benchmarks add (`--bench`): the peers they race.
 if [ "${1:-}" = --bench ]; then

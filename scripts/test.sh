@@ -68,6 +68,9 @@ echo "== cargo check of fuzz/"
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 echo "== cargo build"
 cargo build --workspace
+echo "== the Debian package (scripts/build-deb.sh: the device build), for the tests that install it"
+UPDATE_DEB=$(scripts/build-deb.sh target/deb | tail -n 1)
+export UPDATE_DEB
 echo "== cargo test"
 cargo test --workspace
 echo "== cargo doc"

@@ -63,7 +63,13 @@ fn report(text: &str) {
 #[test]
 fn a_debian_device_installs_updates_itself_and_falls_back() {
     testkit::require_root!("debootstrap, chroot and the .deb's installation need root");
-    for tool in ["qemu-system-x86_64", "debootstrap", "mdir", "sfdisk", "mkfs.ext4"] {
+    for tool in [
+        "qemu-system-x86_64",
+        "debootstrap",
+        "mdir",
+        "sfdisk",
+        "mkfs.ext4",
+    ] {
         testkit::require_tool(tool);
     }
     std::fs::create_dir_all(WORK).unwrap();
@@ -75,7 +81,8 @@ fn a_debian_device_installs_updates_itself_and_falls_back() {
     let mut cmd = Command::new("bash");
     cmd.arg(workspace_root().join("tests/device/run-scenario.sh"))
         .arg(&out)
-        .env("UPDATE_BIN", update_bin());
+        .env("UPDATE_BIN", update_bin())
+        .env("DEB", testkit::deb::deb());
     // Each wait is capped by the script (TIMEOUT, 900 s); the whole run by this deadline.
     let run = run_command(cmd, Duration::from_secs(3600));
     keep_logs(&out, &run);
@@ -128,7 +135,12 @@ fn a_debian_device_installs_updates_itself_and_falls_back() {
     );
     assert_eq!(word(fallback, "deployment"), word(booted[1], "deployment"));
     let fails = markers(&console, "VMTEST-HEALTH-FAIL");
-    assert_eq!(fails.len(), 3, "v3 is tried boot-retry-limit times{}", tail());
+    assert_eq!(
+        fails.len(),
+        3,
+        "v3 is tried boot-retry-limit times{}",
+        tail()
+    );
 
     // The device's local state survives the update, and v2's new default arrives.
     let checks = markers(&console, "VMTEST-CHECK version=2");

@@ -13,7 +13,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use testkit::cli::{run_command, workspace_root, Run};
@@ -33,27 +32,9 @@ fn ok(cmd: &mut Command) -> Run {
     run
 }
 
-/// The .deb `scripts/build-deb.sh` built for this test run (once per test binary).
+/// The .deb under test (testkit::deb: `$UPDATE_DEB`, or built once per test binary).
 fn deb() -> &'static Path {
-    static DEB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, deb) = DEB.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap();
-        let root = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let run = ok(Command::new(root.join("scripts/build-deb.sh"))
-            .arg(out.path())
-            .env("CARGO_TARGET_DIR", target));
-        let deb = PathBuf::from(run.stdout.lines().last().unwrap_or_default());
-        assert!(
-            deb.is_file(),
-            "build-deb.sh did not print a .deb: {}",
-            run.describe()
-        );
-        (out, deb)
-    });
-    deb
+    testkit::deb::deb()
 }
 
 /// `[workspace.package] version` of the root Cargo.toml.

@@ -106,8 +106,12 @@ impl fmt::Display for DeploymentRef {
 }
 
 /// `COMMIT.SERIAL.origin`: what a deployment tracks and how it boots.
+///
+/// Keys this version does not know are ignored, not refused: a device that rolls back to a
+/// deployment carrying an older `update` must still read the origins a newer one wrote
+/// (`etc-merged-from` was the first key added after release).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub struct Origin {
     /// What was deployed: `REMOTE:REF`, a local ref, or a commit id.
     pub refspec: String,

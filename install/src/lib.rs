@@ -23,7 +23,7 @@
 //! # Ok::<(), install::Error>(())
 //! ```
 //!
-//! The steps and their crash safety are in `docs/install.md`.
+//! The steps and their crash safety are in `docs/device.md`, section 4.
 
 pub mod copy;
 pub mod disk;

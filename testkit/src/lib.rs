@@ -29,6 +29,7 @@
 pub mod certs;
 pub mod cli;
 pub mod console;
+pub mod deb;
 pub mod device;
 pub mod kill;
 pub mod nginx;

@@ -19,6 +19,7 @@ in_chroot() {
   local fs
   for fs in proc sys dev; do
     mount --rbind "/$fs" "$TREE/$fs"; mounted=("$TREE/$fs" "${mounted[@]}")
+    mount --make-rslave "$TREE/$fs"  # an unmount in the tree must never propagate to the host
   done
   LC_ALL=C DEBIAN_FRONTEND=noninteractive chroot "$TREE" "$@"
   cleanup; mounted=()
@@ -32,9 +33,10 @@ case $VERSION in
   rm -f "$TREE/tmp/$(basename "$DEB")"
   echo device > "$TREE/etc/hostname"
   install -m 0755 "$HERE/guest/vmtest-driver" "$TREE/usr/lib/vmtest/vmtest-driver"
-  install -m 0644 "$HERE/guest/vmtest-driver.service" "$TREE/usr/lib/systemd/system/"
+  install -m 0644 "$HERE/guest/vmtest-driver.service" "$HERE/guest/vmtest-journal.service" \
+    "$TREE/usr/lib/systemd/system/"
   install -m 0644 "$HERE/guest/80-vmtest.network" "$TREE/etc/systemd/network/"
-  systemctl --root="$TREE" enable vmtest-driver.service systemd-networkd.service >/dev/null 2>&1
+  systemctl --root="$TREE" enable vmtest-driver.service vmtest-journal.service systemd-networkd.service >/dev/null 2>&1
   echo default-v1 > "$TREE/etc/vmtest/local.conf"
   echo v1 > "$TREE/etc/vmtest/default.conf"
   ;;

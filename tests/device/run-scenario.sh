@@ -32,7 +32,7 @@ if [ -z "${UPDATE_BIN:-}" ]; then
   UPDATE_BIN=$(ls -t "$REPO_ROOT"/target/{release,debug}/update 2>/dev/null | head -1 || true)
   [ -n "$UPDATE_BIN" ] || dev_die "no update binary: cargo build -p update-cli (or set UPDATE_BIN)"
 fi
-for tool in qemu-system-x86_64 debootstrap mdir mtype sfdisk mkfs.ext4 mkfs.vfat zstd python3; do
+for tool in qemu-system-x86_64 debootstrap mdir mtype sfdisk mkfs.ext4 mkfs.vfat zstd python3 socat; do
   command -v "$tool" >/dev/null || dev_die "$tool not found: run scripts/install-deps.sh"
 done
 for f in "$OVMF_CODE" "$OVMF_VARS_TEMPLATE"; do
@@ -58,8 +58,7 @@ trap cleanup EXIT
 # 1. Fixtures: the base tree (cached), the .deb.
 eval "$("$HERE/build-base.sh")"   # sets base= and extra=
 if [ -z "${DEB:-}" ]; then
-  "$REPO_ROOT/scripts/build-deb.sh" "$OUT/deb" >&2
-  DEB=$(ls "$OUT"/deb/update_*.deb)
+  DEB=$("$REPO_ROOT/scripts/build-deb.sh" "$OUT/deb" | tail -n 1)
 fi
 timing fixtures
 
@@ -98,7 +97,7 @@ qemu_args=(-machine q35,accel=tcg -cpu max -nodefaults -smp 1 -m "${MEM:-1024}" 
   -drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
   -drive "if=pflash,format=raw,unit=1,file=$OUT/vars.fd"
   -drive "if=virtio,format=raw,file=$OUT/disk.img"
-  -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8080-tcp:127.0.0.1:$PORT"
+  -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:socat STDIO TCP:127.0.0.1:$PORT"
   -device virtio-net-pci,netdev=n0)
 QSTART=${EPOCHREALTIME/./}
 (
