@@ -172,16 +172,35 @@ fn a_debian_device_installs_updates_itself_and_falls_back() {
         .unwrap_or_else(|e| panic!("status.json: {e}{}", tail()));
     let text = status.to_string();
     assert!(text.contains("\"failed\":true"), "v3 is failed: {text}");
-    let audit = read(&out.join("audit.jsonl"));
-    let results: Vec<String> = audit
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| v["result"].as_str().unwrap_or("").to_owned())
-        .collect();
+    // The audit lines as they were logged, boot after boot (the guest's journal copied to
+    // the console), and the journal the fallback boot read back at the end.
+    let results = |lines: Vec<&str>| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l.find('{').map(|at| &l[at..]))
+            .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .map(|v| {
+                format!(
+                    "{} {}->{}",
+                    v["result"].as_str().unwrap_or(""),
+                    v["from"]["version"].as_str().unwrap_or("?"),
+                    v["to"]["version"].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
+    };
+    let logged = results(markers(&console, "VMTEST-LOG"));
+    for expected in ["success 1->2", "success 2->3", "rollback 3->2"] {
+        assert!(
+            logged.iter().any(|r| r == expected),
+            "audit log: no {expected} in {logged:?}{}",
+            tail()
+        );
+    }
+    let journal = results(read(&out.join("audit.jsonl")).lines().collect());
     assert!(
-        results.iter().filter(|r| *r == "success").count() >= 2
-            && results.iter().any(|r| r == "rollback"),
-        "audit log: two updates and the rollback: {audit}"
+        journal.iter().any(|r| r == "rollback 3->2"),
+        "the journal read on the device names the rollback: {journal:?}"
     );
     let entries = read(&out.join("entries.txt"));
     let names: Vec<&str> = entries.lines().collect();
