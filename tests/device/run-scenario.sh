@@ -107,7 +107,7 @@ QSTART=${EPOCHREALTIME/./}
       printf '%s\n' "$line" >&3
       clean=$(printf '%s' "$line" | sed 's/\x1b\[[0-9;=]*[a-zA-Z]//g')
       case $clean in
-        *VMTEST-* | *"Linux version"* | *"Starting update.service"* | *"Finished update.service"* | *"Reached target boot-complete"* | *"reboot: Restarting"* | *"reboot: Power down"* | *"Kernel panic"* | *"update-prepare-root"* | *"BdsDxe: starting"* | *"Failed to start"*)
+        *VMTEST-* | *"Linux version"* | *"Starting update.service"* | *"Finished update.service"* | *"Reached target boot-complete"* | *"reboot: Restarting"* | *"reboot: Power down"* | *"Kernel panic"* | *"update-prepare-root"* | *"update: deployment ready"* | *"BdsDxe: starting"* | *"Failed to start"*)
           d=$(( (${EPOCHREALTIME/./} - QSTART) / 100000 ))
           printf '%5d.%d %s\n' $((d / 10)) $((d % 10)) "$clean" >&4 ;;
       esac
