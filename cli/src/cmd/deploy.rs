@@ -117,17 +117,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             "shared with another deployment"
         }
     )?;
-    writeln!(
-        out,
-        "  /etc: {carried} local changes carried over, {} conflicts",
-        conflicts.len()
-    )?;
-    for c in &conflicts {
-        writeln!(out, "    conflict {c}")?;
-    }
-    for (path, reason) in skipped {
-        writeln!(out, "    skipped {path}: {reason}")?;
-    }
+    print_etc_merge(out, carried, &conflicts, skipped)?;
     for d in &r.removed {
         writeln!(out, "  removed old deployment {d}")?;
     }
@@ -139,4 +129,25 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         "reboot to run it; it is tried before falling back to the current one"
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `/etc` merge's lines, as `update deploy` and `update finalize` print them.
+pub(super) fn print_etc_merge(
+    out: &mut dyn Write,
+    carried: usize,
+    conflicts: &[String],
+    skipped: &[(String, String)],
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "  /etc: {carried} local changes carried over, {} conflicts",
+        conflicts.len()
+    )?;
+    for c in conflicts {
+        writeln!(out, "    conflict {c}")?;
+    }
+    for (path, reason) in skipped {
+        writeln!(out, "    skipped {path}: {reason}")?;
+    }
+    Ok(())
 }

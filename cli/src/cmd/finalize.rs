@@ -118,18 +118,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "{why}")?;
     if let Some(m) = merge {
-        writeln!(
-            out,
-            "  /etc: {} local changes carried over, {} conflicts",
-            m.carried.len(),
-            conflicts.len()
-        )?;
-        for c in &conflicts {
-            writeln!(out, "    conflict {c}")?;
-        }
-        for (path, reason) in skipped {
-            writeln!(out, "    skipped {path}: {reason}")?;
-        }
+        super::deploy::print_etc_merge(out, m.carried.len(), &conflicts, skipped)?;
     }
     Ok(ExitCode::SUCCESS)
 }
