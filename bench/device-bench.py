@@ -39,11 +39,12 @@ DEV = ROOT / "tests/device"
 MIB = 1 << 20
 
 
-def fixture(work: Path, upd: str) -> tuple[Path, Path]:
-    """The v1 tree (base + .deb) and the .deb."""
+def fixture(work: Path, deb: str | None) -> tuple[Path, Path]:
+    """The v1 tree (base + .deb) and the .deb (built unless given)."""
     out = run([str(DEV / "build-base.sh")])
     base = re.search(r"^base=(.*)$", out, re.M).group(1)
-    deb = run([str(ROOT / "scripts/build-deb.sh"), str(work / "deb")]).strip().splitlines()[-1]
+    if not deb:
+        deb = run([str(ROOT / "scripts/build-deb.sh"), str(work / "deb")]).strip().splitlines()[-1]
     tree = work / "tree"
     tree.mkdir(parents=True)
     run(["sh", "-c", f"zstd -q -dc '{base}' | tar -C '{tree}' --numeric-owner --xattrs --acls -xf -"])
@@ -163,6 +164,7 @@ def main() -> int:
     ap.add_argument("--size", default="4G")
     ap.add_argument("--no-vm", action="store_true")
     ap.add_argument("--bin", default=str(ROOT / "target/release/update"))
+    ap.add_argument("--deb", help="the .deb to install in the tree (default: scripts/build-deb.sh)")
     a = ap.parse_args()
     upd = a.bin
     work = Path(BENCH_DIR) / "device-work"
@@ -172,7 +174,7 @@ def main() -> int:
         run([upd, "key", "generate", "--output", str(work / "release")])
         key = work / "release"
         log("fixture: the v1 tree of the device test (cached base + the .deb)")
-        tree, deb = fixture(work, upd)
+        tree, deb = fixture(work, a.deb)
         c = commits(work, upd, tree, a.runs, key)
         i = installs(work, upd, tree, a.runs, a.size, key)
         mp, mb = med(c["plain"]), med(c["bootable"])
