@@ -69,7 +69,8 @@ cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 echo "== cargo build"
 cargo build --workspace
 echo "== the Debian package (scripts/build-deb.sh: the device build), for the tests that install it"
-UPDATE_DEB=$(scripts/build-deb.sh target/deb | tail -n 1)
+# An absolute path: each test runs in its own package's directory.
+UPDATE_DEB=$(scripts/build-deb.sh "${CARGO_TARGET_DIR:-$PWD/target}/deb" | tail -n 1)
 export UPDATE_DEB
 echo "== cargo test"
 cargo test --workspace
