@@ -159,10 +159,16 @@ fn deb_puts_each_file_in_its_debian_place() {
         "{triggers}"
     );
     let postinst = std::fs::read_to_string(control.path().join("postinst")).unwrap();
-    assert!(
-        postinst.contains("UNITS=\"update-mark-good.service"),
-        "postinst does not enable the mark-good unit:\n{postinst}"
-    );
+    let units = postinst
+        .lines()
+        .find_map(|l| l.strip_prefix("UNITS=\""))
+        .unwrap_or_else(|| panic!("postinst names no UNITS:\n{postinst}"));
+    for unit in ["update-mark-good.service", "update-finalize.service"] {
+        assert!(
+            units.split(['"', ' ']).any(|u| u == unit),
+            "postinst does not enable {unit}:\n{postinst}"
+        );
+    }
 }
 
 #[test]
